@@ -1,0 +1,99 @@
+"""Every option of a run, its default and the reason for it; the CLI reads its defaults here."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from retrain.errors import RetrainError
+
+ENGINES = ("auto", "litert", "tf")
+TFLITE_KINDS = ("float32", "float16", "int8")
+
+
+def cache_home() -> Path:
+    """Root of retrain's caches: $RETRAIN_CACHE_HOME, else $XDG_CACHE_HOME/retrain, else ~/.cache/retrain."""
+    if os.environ.get("RETRAIN_CACHE_HOME"):
+        return Path(os.environ["RETRAIN_CACHE_HOME"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "retrain"
+
+
+def module_home() -> Path:
+    """Where built modules (the bundled default) and their LiteRT conversions live: $RETRAIN_MODULE_DIR,
+    else <cache home>/modules. Kept apart from the feature cache so clearing features keeps modules."""
+    if os.environ.get("RETRAIN_MODULE_DIR"):
+        return Path(os.environ["RETRAIN_MODULE_DIR"]).expanduser()
+    return cache_home() / "modules"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # Folder with one sub-folder per class; the sorted folder names are the labels.
+    images: Path | None = None
+    # Name from `retrain modules`, TF-Hub/Kaggle handle, or local SavedModel: the bundled default works offline.
+    module: str = "efficientnet_lite0"
+    # Run folder; None means runs/<name of the images folder>, so each data set keeps its own history.
+    output: Path | None = None
+    # Upper bound on head epochs: early stopping on validation loss picks the real count.
+    epochs: int = 200
+    # Head batch size (and images per extraction batch); 64 keeps the 2-core CPU busy without swapping.
+    batch_size: int = 64
+    # Adam step size for the head: on frozen features 1e-3 converges in tens of epochs.
+    learning_rate: float = 1e-3
+    # Share of each class held out for validation, by a stable hash of the file path.
+    validation_split: float = 0.2
+    # Square input side in pixels when the module does not fix one; None means the module's or 224.
+    image_size: int | None = None
+    # Seeds weight init, dropout and shuffling, so a rerun gives the same weights on the same machine.
+    seed: int = 0
+    # Dropout before the new layer: regularises a head trained on a few hundred images.
+    dropout: float = 0.2
+    # Epochs without a better validation loss before stopping (best weights are restored).
+    patience: int = 10
+    # Feature cache folder; None means <cache home>/features (shared by runs, content-addressed).
+    cache_dir: Path | None = None
+    # False runs the backbone on every image in every epoch, the old make_image_classifier way.
+    use_cache: bool = True
+    # Feature extraction engine: auto tries LiteRT (about 2x TensorFlow on CPU) and falls back to tf.
+    engine: str = "auto"
+    # Largest width x height accepted, in training and in the served graph: guards memory.
+    max_pixels: int = 50_000_000
+    # Also write runs/N/model.tflite of this kind (None: no TFLite file).
+    tflite: str | None = None
+    # Largest accuracy drop of the TFLite file versus the SavedModel, in percentage points.
+    max_export_drop: float = 1.0
+
+    def __post_init__(self) -> None:
+        # Cross-field and range rules live here so the Python API checks what the CLI checks.
+        if not 0.0 < self.validation_split < 1.0:
+            raise RetrainError(f"--validation-split: found {self.validation_split}, expected a number between 0 and 1")
+        if self.epochs < 1:
+            raise RetrainError(f"--epochs: found {self.epochs}, expected at least 1")
+        if self.batch_size < 1:
+            raise RetrainError(f"--batch-size: found {self.batch_size}, expected at least 1")
+        if self.learning_rate <= 0:
+            raise RetrainError(f"--learning-rate: found {self.learning_rate}, expected a positive number")
+        if self.image_size is not None and self.image_size < 8:
+            raise RetrainError(f"--image-size: found {self.image_size}, expected at least 8 pixels")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RetrainError(f"--dropout: found {self.dropout}, expected 0 <= dropout < 1")
+        if self.engine not in ENGINES:
+            raise RetrainError(f"--engine: found {self.engine!r}, expected one of {', '.join(ENGINES)}")
+        if self.tflite is not None and self.tflite not in TFLITE_KINDS:
+            raise RetrainError(f"--tflite: found {self.tflite!r}, expected one of {', '.join(TFLITE_KINDS)}")
+        if self.max_pixels < 1:
+            raise RetrainError(f"--max-pixels: found {self.max_pixels}, expected a positive number")
+
+    @property
+    def output_dir(self) -> Path:
+        """The run folder: --output, else runs/<images folder name>."""
+        if self.output is not None:
+            return Path(self.output)
+        if self.images is None:
+            raise RetrainError("--images: missing, expected a folder with one sub-folder per class")
+        return Path("runs") / Path(self.images).resolve().name
+
+    @property
+    def feature_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir is not None else cache_home() / "features"
