@@ -1,0 +1,11 @@
+"""retrain: a new softmax layer on a frozen TF-Hub image feature vector, exported for TF Serving.
+
+    import retrain
+    result = retrain.run(retrain.Config(images=Path("data/fashion")))
+"""
+from retrain.config import Config
+from retrain.errors import RetrainError
+from retrain.train import Result, run
+
+__version__ = "0.1.0"
+__all__ = ["Config", "Result", "RetrainError", "run", "__version__"]

@@ -1,0 +1,2 @@
+from retrain.cli import main
+main()

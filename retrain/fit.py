@@ -1,0 +1,128 @@
+"""Fit the head on cached features (or, with --no-cache, on images every epoch) and export the result.
+
+Imported only after the input has been checked, because importing TensorFlow is slow and noisy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from retrain import data, export, extract, model, modules, preprocess
+from retrain.config import Config
+from retrain.train import image_size_for
+
+log = logging.getLogger(__name__)
+WARMUP_IMAGES = 3  # real requests replayed by TF Serving at load: enough to trace every branch once
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    saved_model_dir: Path
+    val_accuracy: float
+    epochs: int
+    image_size: int
+
+
+def feature_batches(features: np.ndarray, labels: np.ndarray, batch_size: int,
+                    seed: int | None) -> tf.data.Dataset:
+    """Batches of (float32 [B, D], int32 [B]) read from `features` (an array or np.memmap) as needed.
+
+    With a seed the order is reshuffled each epoch, the same way on every rerun; rows within a batch
+    are read in ascending order so a memory-mapped file is read mostly forwards.
+    """
+    rng = np.random.default_rng(seed)
+
+    def batches():
+        order = rng.permutation(len(labels)) if seed is not None else np.arange(len(labels))
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start:start + batch_size])
+            yield np.asarray(features[rows], np.float32), labels[rows].astype(np.int32)
+
+    dim = features.shape[1]
+    return tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([None], tf.int32)))
+
+
+def image_batches(examples: list[data.Example], image_size: int, max_pixels: int, batch_size: int,
+                  seed: int | None) -> tf.data.Dataset:
+    """Batches of (float32 [B, S, S, 3] in [0, 1], int32 [B]) decoded from the files, for --no-cache."""
+    paths = [str(e.path) for e in examples]
+    ds = tf.data.Dataset.from_tensor_slices((paths, [e.label for e in examples]))
+    if seed is not None:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    decode = lambda p, y: (preprocess.decode_resize(tf.io.read_file(p), image_size, max_pixels), y)  # noqa: E731
+    return ds.map(decode).batch(batch_size).prefetch(1)
+
+
+def _fit_head(config, labels, train_set, val_set, info, image_size, workdir):
+    """Extract (or reuse) features, train the head on them; returns (head, epochs, val accuracy)."""
+    everything = train_set + val_set
+    feats = extract.extract_features(
+        [e.path for e in everything], module=info, image_size=image_size, engine=config.engine,
+        cache_dir=config.feature_cache_dir, batch_size=config.batch_size, max_pixels=config.max_pixels,
+        workdir=workdir)
+    y = np.array([e.label for e in everything], np.int32)
+    n = len(train_set)
+    train_x, val_x = feats[:n], feats[n:]
+    head = model.build_head(feats.shape[1], len(labels), config.dropout)
+    model.compile_for_training(head, config.learning_rate)
+    log.info("training the new layer on %d cached feature vectors (up to %d epochs)", n, config.epochs)
+    history = head.fit(feature_batches(train_x, y[:n], config.batch_size, config.seed),
+                       validation_data=feature_batches(val_x, y[n:], config.batch_size, None),
+                       epochs=config.epochs, verbose=0,
+                       callbacks=[model.early_stopping(config.patience), model.EpochLog(config.epochs)])
+    best = int(np.argmin(history.history["val_loss"]))
+    _, accuracy = head.evaluate(feature_batches(val_x, y[n:], config.batch_size, None), verbose=0)
+    return head, best + 1, float(accuracy)
+
+
+def _fit_on_images(config, labels, train_set, val_set, info, image_size):
+    """The old way: every image through the backbone in every epoch; returns (classifier, epochs, accuracy)."""
+    head = model.build_head(info.feature_dim or _probe_dim(info.path, image_size), len(labels), config.dropout)
+    classifier = model.build_classifier(info.path, image_size, head)
+    model.compile_for_training(classifier, config.learning_rate)
+    val = image_batches(val_set, image_size, config.max_pixels, config.batch_size, None)
+    log.info("training with the backbone in the loop on %d images for up to %d epochs (--no-cache)",
+             len(train_set), config.epochs)
+    history = classifier.fit(image_batches(train_set, image_size, config.max_pixels, config.batch_size, config.seed),
+                             validation_data=val, epochs=config.epochs, verbose=0,
+                             callbacks=[model.early_stopping(config.patience), model.EpochLog(config.epochs)])
+    best = int(np.argmin(history.history["val_loss"]))
+    _, accuracy = classifier.evaluate(val, verbose=0)
+    return classifier, best + 1, float(accuracy)
+
+
+def _probe_dim(module_path: str, image_size: int) -> int:
+    """Feature size of a module that does not declare it: one call on a blank image."""
+    loaded = tf.saved_model.load(module_path)
+    return int(loaded(tf.zeros([1, image_size, image_size, 3])).shape[-1])
+
+
+def train_and_export(config: Config, labels: list[str], train_set: list[data.Example],
+                     val_set: list[data.Example], version: int, run_dir: Path) -> Outcome:
+    """Resolve the module, fit, and publish <output>/saved_model/<version>."""
+    info = modules.load_info(config.module)
+    image_size = image_size_for(info.image_size, config.image_size, config.module)
+    log.info("module %s (%s), images %dx%d", config.module, info.path, image_size, image_size)
+    model.set_seed(config.seed)
+    if config.use_cache:
+        # The gathered feature matrix is scratch: it goes once the head is trained.
+        with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:
+            head, epochs, accuracy = _fit_head(config, labels, train_set, val_set, info, image_size, Path(workdir))
+        classifier = model.build_classifier(info.path, image_size, head)
+    else:
+        classifier, epochs, accuracy = _fit_on_images(config, labels, train_set, val_set, info, image_size)
+    log.info("exporting the SavedModel (module + new layer + preprocessing)")
+    saved = export.export_saved_model(
+        classifier, labels=labels, image_size=image_size, base_dir=config.output_dir / "saved_model",
+        version=version, max_pixels=config.max_pixels,
+        warmup_images=[e.path.read_bytes() for e in val_set[:WARMUP_IMAGES]],
+        info={"module": config.module, "module_path": info.path, "module_fingerprint": info.fingerprint,
+              "metrics": {"val_accuracy": accuracy, "epochs": epochs}})
+    log.info("SavedModel written to %s", saved)
+    return Outcome(saved_model_dir=saved, val_accuracy=accuracy, epochs=epochs, image_size=image_size)

@@ -1,0 +1,65 @@
+"""The single Keras import site: the frozen hub layer, the new head, and the two glued together.
+
+`hub.KerasLayer` is a Keras 2 layer; with TensorFlow >= 2.16 it fails inside Keras 3 models
+("Only instances of keras.Layer can be added to a Sequential model"), so everything is tf_keras.
+"""
+from __future__ import annotations
+
+import logging
+
+import tensorflow_hub as hub
+import tf_keras
+
+log = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow so a rerun gives the same weights on the same machine."""
+    tf_keras.utils.set_random_seed(seed)
+
+
+def build_head(feature_dim: int, num_classes: int, dropout: float) -> tf_keras.Sequential:
+    """Float32 features [N, feature_dim] -> softmax scores [N, num_classes]: Dropout, then Dense."""
+    return tf_keras.Sequential([
+        tf_keras.Input(shape=(feature_dim,), name="features"),
+        tf_keras.layers.Dropout(dropout, name="dropout"),
+        tf_keras.layers.Dense(num_classes, activation="softmax", name="classifier"),
+    ], name="head")
+
+
+def build_classifier(module_path: str, image_size: int, head: tf_keras.Sequential) -> tf_keras.Sequential:
+    """Float32 images [N, S, S, 3] in [0, 1] -> scores [N, K]: the frozen module, then the head's own layers.
+
+    The head's layers are shared, not copied, so weights trained on cached features are the ones exported.
+    """
+    backbone = hub.KerasLayer(module_path, trainable=False, name="feature_vector")
+    model = tf_keras.Sequential([tf_keras.Input(shape=(image_size, image_size, 3), name="images"), backbone]
+                                + head.layers, name="classifier")
+    log.debug("classifier: %d trainable, %d frozen weights", len(model.trainable_weights),
+              len(model.non_trainable_weights))
+    return model
+
+
+def compile_for_training(model: tf_keras.Model, learning_rate: float) -> None:
+    """Adam on sparse categorical cross-entropy; recompile after any change of `trainable`."""
+    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def early_stopping(patience: int) -> tf_keras.callbacks.Callback:
+    """Stop when validation loss has not improved for `patience` epochs and restore the best weights."""
+    return tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+
+
+class EpochLog(tf_keras.callbacks.Callback):
+    """One log line per epoch (loss, accuracy, validation), the training progress display."""
+
+    def __init__(self, total: int):
+        super().__init__()
+        self.total = total
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        log.info("epoch %d/%d  loss %.4f  acc %.3f  val_loss %.4f  val_acc %.3f", epoch + 1, self.total,
+                 logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
+                 logs.get("val_loss", float("nan")), logs.get("val_accuracy", float("nan")))
