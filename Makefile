@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   trains on the bundled data/fashion with the bundled default module
+#   make test   runs the whole test suite (slow tests with the real module included)
+# Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-fast bench clean-venv
+
+$(BIN)/retrain: pyproject.toml setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/retrain
+	$(BIN)/python -m retrain --images data/fashion
+
+test: $(BIN)/retrain
+	$(BIN)/python -m pytest
+
+test-fast: $(BIN)/retrain
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(BIN)/retrain
+	bash bench/run.sh
+
+clean-venv:
+	rm -rf $(VENV)
