@@ -1,0 +1,98 @@
+"""The command line in-process with click's CliRunner: exit code first, then the message."""
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from conftest import colour_set, write_images
+from retrain import __version__
+from retrain.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_help_lists_the_options():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for option in ("--images", "--module", "--output", "--epochs", "--batch-size", "--learning-rate",
+                   "--validation-split", "--image-size", "--seed", "--version"):
+        assert option in result.output
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_bare_call_is_a_usage_error():
+    result = invoke()
+    assert result.exit_code == 2
+    assert "Missing option '--images'" in result.output
+
+
+def test_out_of_range_option_is_a_usage_error(tmp_path):
+    result = invoke("--images", tmp_path, "--validation-split", "1.5")
+    assert result.exit_code == 2 and "--validation-split" in result.output
+
+
+def _one_line_error(result, code, text):
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and text in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_folder(tmp_path):
+    _one_line_error(invoke("--images", tmp_path / "nope"), 1, "is not a folder")
+
+
+def test_empty_folder(tmp_path):
+    _one_line_error(invoke("--images", tmp_path), 1, "has no class sub-folders")
+
+
+def test_fewer_than_two_classes(tmp_path):
+    root = write_images(tmp_path / "one", {"cat": [(1, 2, 3)] * 3})
+    _one_line_error(invoke("--images", root), 1, "expected at least 2 class folders")
+
+
+def test_class_without_images(tmp_path):
+    root = write_images(tmp_path / "imgs", colour_set(n=3))
+    (root / "zebra").mkdir()
+    _one_line_error(invoke("--images", root), 1, "zebra has no images")
+
+
+def test_unwritable_output_is_refused_before_training(tmp_path, fake_module):
+    root = write_images(tmp_path / "imgs", colour_set(n=3))
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the run folder should go")
+    result = invoke("--images", root, "--module", fake_module, "--output", blocker)
+    _one_line_error(result, 1, f"--output: cannot write to {blocker}")
+    assert blocker.read_text().startswith("a file")
+
+
+def test_image_size_conflict_names_both_sizes(tmp_path, fixed_module):
+    root = write_images(tmp_path / "imgs", colour_set(n=3))
+    result = invoke("--images", root, "--module", fixed_module, "--image-size", 64, "--output", tmp_path / "o")
+    _one_line_error(result, 1, "--image-size: found 64, but module")
+    assert "expects 32x32" in result.output
+
+
+def test_happy_path_prints_a_summary_and_numbers_runs(tmp_path, fake_module):
+    root = write_images(tmp_path / "imgs", colour_set(n=8))
+    out = tmp_path / "out"
+    for n in (1, 2):
+        result = invoke("--images", root, "--module", fake_module, "--output", out, "--epochs", 30)
+        assert result.exit_code == 0, result.output
+        assert "classes (3): blue, green, red" in result.output
+        assert "validation accuracy:" in result.output
+        assert f"model: {out / 'saved_model' / str(n)}" in result.output
+        assert (out / "runs" / str(n) / "labels.txt").read_text() == "blue\ngreen\nred\n"
+        assert (out / "saved_model" / str(n) / "saved_model.pb").is_file()
+    assert sorted(p.name for p in (out / "saved_model").iterdir()) == ["1", "2"]
+
+
+def test_modules_lists_the_bundled_default():
+    result = invoke("modules")
+    assert result.exit_code == 0, result.output
+    assert "efficientnet_lite0" in result.output and "tfhub.dev" in result.output

@@ -1,0 +1,93 @@
+"""End to end through the Python API with the fake module: learn colours, fail on random labels."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import retrain
+from conftest import colour_set, random_label_set, write_images
+from retrain.config import Config
+
+
+def train(images: Path, module: Path, out: Path, **overrides) -> retrain.Result:
+    options = dict(images=images, module=str(module), output=out, epochs=60, patience=15)
+    return retrain.run(Config(**(options | overrides)))
+
+
+def test_colours_are_learnt(colour_images, fake_module, tmp_path):
+    result = train(colour_images, fake_module, tmp_path / "out")
+    assert result.val_accuracy >= 0.9
+    assert result.labels == ["blue", "green", "red"]
+    assert sum(result.val_counts.values()) >= 3 and all(result.train_counts.values())
+    assert (result.run_dir / "metrics.json").is_file()
+
+
+def test_random_labels_are_not(fake_module, tmp_path):
+    images = write_images(tmp_path / "random", random_label_set(n=30))
+    assert train(images, fake_module, tmp_path / "out").val_accuracy < 0.7
+
+
+def test_without_cache_the_backbone_trains_in_the_loop(colour_images, fake_module, tmp_path):
+    result = train(colour_images, fake_module, tmp_path / "out", use_cache=False, epochs=40)
+    assert result.val_accuracy >= 0.9
+    assert (result.saved_model_dir / "saved_model.pb").is_file()
+
+
+def test_only_the_new_layer_trains(fake_module):
+    from retrain import model
+    head = model.build_head(8, 3, 0.2)
+    classifier = model.build_classifier(str(fake_module), 32, head)
+    assert [w.name for w in classifier.trainable_weights] == [w.name for w in head.trainable_weights]
+    assert {w.name.split("/")[-1].split(":")[0] for w in classifier.trainable_weights} == {"kernel", "bias"}
+    assert len(classifier.non_trainable_weights) == 2  # the module's own variables, frozen
+
+
+def _scores(saved_model_dir: Path, images: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+    serve = tf.saved_model.load(str(saved_model_dir)).signatures["serving_images"]
+    return serve(images=tf.constant(images))["scores"].numpy()
+
+
+def test_same_seed_same_weights_other_seed_other_weights(colour_images, fake_module, tmp_path):
+    probe = np.random.default_rng(0).random((4, 224, 224, 3), dtype=np.float32)
+    a = _scores(train(colour_images, fake_module, tmp_path / "a", seed=3).saved_model_dir, probe)
+    b = _scores(train(colour_images, fake_module, tmp_path / "b", seed=3).saved_model_dir, probe)
+    c = _scores(train(colour_images, fake_module, tmp_path / "c", seed=4).saved_model_dir, probe)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_export_runs_in_a_process_with_only_tensorflow(colour_images, fake_module, tmp_path):
+    saved = train(colour_images, fake_module, tmp_path / "out").saved_model_dir
+    png = next((colour_images / "red").iterdir())
+    script = textwrap.dedent(f"""
+        import sys, tensorflow as tf
+        serve = tf.saved_model.load({str(saved)!r}).signatures["serving_default"]
+        out = serve(image_bytes=tf.constant([open({str(png)!r}, "rb").read()]))
+        labels = [c.decode() for c in out["classes"].numpy()[0]]
+        print(labels[int(out["scores"].numpy()[0].argmax())])
+        assert not any(m in sys.modules for m in ("tf_keras", "tensorflow_hub", "keras")), "extra imports"
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "red"
+
+
+def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    train(colour_images, fake_module, tmp_path / "a", cache_dir=cache)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        train(colour_images, fake_module, tmp_path / "b", cache_dir=cache)
+    assert any("36 cached, 0 to extract" in r.getMessage() for r in caplog.records), caplog.text
+
+
+@pytest.mark.parametrize("split", [0.2, 0.5])
+def test_run_records_the_split(colour_images, fake_module, tmp_path, split):
+    result = train(colour_images, fake_module, tmp_path / "out", validation_split=split)
+    assert sum(result.train_counts.values()) + sum(result.val_counts.values()) == 36
