@@ -1,0 +1,167 @@
+"""Image files -> feature vectors of the frozen module, each image through the backbone once, ever.
+
+Files are keyed by the SHA-256 of their bytes, so renamed, moved or duplicated images are found in
+the cache and an edited image is not. Only the missing ones are decoded (retrain.preprocess, the very
+function the serving graph embeds) and run through an engine (retrain.engines), a background thread
+decoding the next batch while the engine runs the current one.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from retrain import engines, preprocess
+from retrain.cache import FeatureCache, namespace
+from retrain.errors import RetrainError
+
+log = logging.getLogger(__name__)
+
+MEMMAP_BYTES = 64 << 20  # results larger than this go to a file under workdir, not to RAM
+PROGRESS_SECONDS = 5.0
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 hex digest of the file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
+                     batch_size: int, max_pixels: int, workdir: Path) -> np.ndarray:
+    """float32 [len(paths), D] features in the order of paths (np.memmap under workdir when large).
+
+    module has .handle, .path (local SavedModel), .fingerprint; engine is auto|litert|tf; cache_dir None
+    neither reads nor writes the cache. Raises RetrainError for a file that is not a decodable image.
+    """
+    rows: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        rows.setdefault(file_digest(path), []).append(i)
+    cache = None
+    if cache_dir is not None:
+        ident = dict(module=module.handle or module.path, fingerprint=module.fingerprint,
+                     image_size=image_size, preprocess=preprocess.PREPROCESS_VERSION)
+        cache = FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+    cached = [key for key in rows if cache is not None and key in cache]
+    missing = [key for key in rows if cache is None or key not in cache]
+    log.info("features: %s cached, %s to extract", f"{sum(len(rows[k]) for k in cached):,}",
+             f"{sum(len(rows[k]) for k in missing):,}")
+    runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
+    out = _allocate(len(paths), runner.dim if runner else cache.dim, workdir)
+    if cached:
+        keys = [key for key in cached for _ in rows[key]]
+        cache.copy_into(out, keys, [row for key in cached for row in rows[key]])
+    if missing:
+        with cache.writer() if cache is not None else nullcontext() as writer:
+            for keys, features in _run(runner, [(k, paths[rows[k][0]]) for k in missing], image_size,
+                                       batch_size, max_pixels):
+                for key, feature in zip(keys, features):
+                    out[rows[key]] = feature
+                if writer is not None:
+                    writer.add(keys, features)
+    if isinstance(out, np.memmap):
+        out.flush()
+    return out
+
+
+def _allocate(n: int, dim: int, workdir: Path) -> np.ndarray:
+    """An [n, dim] float32 result: in memory when small, else a memmap file under workdir."""
+    if n * dim * 4 <= MEMMAP_BYTES:
+        return np.zeros([n, dim], np.float32)
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    path = Path(workdir) / f"features-{uuid.uuid4().hex[:8]}.npy"
+    log.debug("features go to %s", path)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+
+
+def _decoder(image_size: int, max_pixels: int):
+    """A traced function: string [n] of encoded images -> float32 [n, S, S, 3]."""
+    return tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
+                       input_signature=[tf.TensorSpec([None], tf.string)])
+
+
+def _decode(decoder, items: list[tuple[str, Path]]) -> np.ndarray:
+    """Decode one batch; on failure find the file to blame, one image at a time."""
+    blobs = [Path(path).read_bytes() for _, path in items]
+    try:
+        return decoder(tf.constant(blobs)).numpy()
+    except tf.errors.InvalidArgumentError:
+        for (_, path), blob in zip(items, blobs):
+            try:
+                decoder(tf.constant([blob]))
+            except tf.errors.InvalidArgumentError as err:
+                raise RetrainError(f"{path}: found bytes that do not decode as an image ({err.message.splitlines()[0]}), "
+                                   "expected JPEG, PNG, GIF, BMP or still WebP") from None
+        raise
+
+
+def _run(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int):
+    """Yield (keys, float32 [n, D]) batch by batch; a producer thread decodes one batch ahead."""
+    decoder = _decoder(image_size, max_pixels)
+    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    ready: queue.Queue = queue.Queue(maxsize=1)  # one batch ahead: enough to hide decoding, bounded memory
+    stop = threading.Event()
+
+    def produce():
+        for batch in batches:
+            try:
+                item = (batch, _decode(decoder, batch))
+            except BaseException as err:  # handed to the consumer, which re-raises it in the caller's thread
+                item = (batch, err)
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set() or isinstance(item[1], BaseException):
+                return
+
+    thread = threading.Thread(target=produce, name="retrain-decode", daemon=True)
+    thread.start()
+    progress = _Progress(len(items), runner.name)
+    try:
+        for _ in batches:
+            batch, images = ready.get()
+            if isinstance(images, BaseException):
+                raise images
+            yield [key for key, _ in batch], runner(images)
+            progress.update(len(batch))
+    finally:
+        stop.set()
+        thread.join()
+    progress.done()
+
+
+class _Progress:
+    """Logs images/s and the time left every few seconds, and a summary at the end."""
+
+    def __init__(self, total: int, engine: str) -> None:
+        self.total, self.engine, self.count = total, engine, 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.count += n
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_SECONDS and self.count < self.total:
+            self.last = now
+            rate = self.count / (now - self.start)
+            left = (self.total - self.count) / rate
+            log.info("extracting (%s): %s/%s images, %.0f images/s, %d:%02d left", self.engine,
+                     f"{self.count:,}", f"{self.total:,}", rate, left // 60, left % 60)
+
+    def done(self) -> None:
+        seconds = time.perf_counter() - self.start
+        log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{self.count:,}", seconds,
+                 self.count / max(seconds, 1e-9), self.engine)

@@ -1,0 +1,170 @@
+"""Feature extraction: cache hits by content, order of results, LiteRT versus TensorFlow, fallback."""
+from __future__ import annotations
+
+import collections
+import logging
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import colour_set, write_images
+from retrain import engines, extract
+from retrain.errors import RetrainError
+from retrain.extract import extract_features, file_digest
+
+# retrain.modules.ModuleInfo carries these fields; a stand-in keeps this file independent of module loading.
+Module = collections.namedtuple("Module", "handle path image_size feature_dim fingerprint")
+SIZE = 32
+
+
+@pytest.fixture
+def module(fake_module) -> Module:
+    # A fresh fingerprint per test: LiteRT conversions are shared by the session (RETRAIN_MODULE_DIR).
+    return Module("fake", str(fake_module), None, 8, f"fake-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def images(tmp_path) -> list[Path]:
+    return sorted(write_images(tmp_path / "images", colour_set(4)).rglob("*.png"))
+
+
+def run(paths, module, tmp_path, engine="tf", cache=True, **kw) -> np.ndarray:
+    return extract_features(list(paths), module=module, image_size=kw.pop("image_size", SIZE), engine=engine,
+                            cache_dir=tmp_path / "features" if cache else None, batch_size=kw.pop("batch_size", 5),
+                            max_pixels=10_000_000, workdir=tmp_path / "work", **kw)
+
+
+def expected(paths, module: Module) -> np.ndarray:
+    """The fake module's output computed by hand (solid colours survive the resize; float32 sums differ ~1e-4)."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(module.path)
+    means = np.array([np.asarray(Image.open(p).convert("RGB"), np.float32).mean((0, 1)) / 255 for p in paths])
+    return (means * 4 - 2) @ loaded.projection.numpy() + loaded.offset.numpy()
+
+
+def forbid_extraction(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the backbone ran although every feature should come from the cache")
+    monkeypatch.setattr(engines, "open_engine", fail)
+
+
+def test_file_digest_is_sha256_of_the_bytes(tmp_path):
+    (tmp_path / "a").write_bytes(b"abc")
+    assert file_digest(tmp_path / "a") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_features_follow_the_order_of_paths_including_duplicates(images, module, tmp_path):
+    shutil.copy(images[0], tmp_path / "copy-of-first.png")
+    paths = [images[5], images[0], images[5], tmp_path / "copy-of-first.png", *images]
+    features = run(paths, module, tmp_path)
+    assert features.shape == (len(paths), 8) and features.dtype == np.float32
+    np.testing.assert_allclose(features, expected(paths, module), atol=1e-3)
+
+
+def test_renamed_and_moved_images_hit_the_cache(images, module, tmp_path, monkeypatch, caplog):
+    first = run(images, module, tmp_path)
+    moved = []
+    for i, path in enumerate(images):
+        target = tmp_path / "elsewhere" / f"renamed-{i}.png"
+        target.parent.mkdir(exist_ok=True)
+        moved.append(Path(shutil.move(path, target)))
+    forbid_extraction(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="retrain.extract"):
+        again = run(moved, module, tmp_path)
+    np.testing.assert_array_equal(again, first)
+    assert f"features: {len(images)} cached, 0 to extract" in caplog.text
+
+
+def test_an_edited_image_misses(images, module, tmp_path, caplog):
+    run(images, module, tmp_path)
+    Image.new("RGB", (24, 24), (255, 255, 0)).save(images[2])
+    with caplog.at_level(logging.INFO, logger="retrain.extract"):
+        features = run(images, module, tmp_path)
+    assert f"features: {len(images) - 1} cached, 1 to extract" in caplog.text
+    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
+
+
+def test_module_fingerprint_and_image_size_get_their_own_namespace(images, module, tmp_path):
+    run(images, module, tmp_path)
+    run(images, module._replace(fingerprint=module.fingerprint + "-retrained"), tmp_path)
+    run(images, module, tmp_path, image_size=SIZE * 2)
+    run(images, module, tmp_path)  # all cached: no new namespace
+    assert len(list((tmp_path / "features").iterdir())) == 3
+
+
+def test_torn_shards_are_recomputed(images, module, tmp_path, caplog):
+    first = run(images, module, tmp_path, batch_size=64)
+    (namespace,) = (tmp_path / "features").iterdir()
+    (features_file,) = namespace.glob("*.f32.npy")
+    features_file.write_bytes(features_file.read_bytes()[:-7])  # killed mid-write, before the rename
+    (namespace / ".tmp-0-x.keys.npy").write_bytes(b"")
+    with caplog.at_level(logging.INFO, logger="retrain.extract"):
+        again = run(images, module, tmp_path)
+    assert f"features: 0 cached, {len(images)} to extract" in caplog.text
+    np.testing.assert_allclose(again, first, atol=1e-6)
+
+
+def test_without_cache_dir_nothing_is_written(images, module, tmp_path):
+    features = run(images, module, tmp_path, cache=False)
+    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
+    assert not (tmp_path / "features").exists()
+
+
+def test_large_results_are_a_memmap_under_workdir(images, module, tmp_path, monkeypatch):
+    monkeypatch.setattr(extract, "MEMMAP_BYTES", 0)
+    features = run(images, module, tmp_path)
+    assert isinstance(features, np.memmap) and Path(features.filename).parent == tmp_path / "work"
+    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
+    forbid_extraction(monkeypatch)
+    assert isinstance(run(images, module, tmp_path), np.memmap)  # the cache path too
+
+
+def test_litert_matches_tensorflow_and_converts_once(images, module, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="retrain.engines"):
+        lite = run(images, module, tmp_path, engine="litert", cache=False, batch_size=3)
+    tflite = engines.litert_path(module.fingerprint, SIZE)
+    assert "converted once" in caplog.text and tflite.exists()
+    stamp = tflite.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="retrain.engines"):
+        again = run(images, module, tmp_path, engine="auto", cache=False)
+    assert "reusing" in caplog.text and tflite.stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(lite, run(images, module, tmp_path, engine="tf", cache=False), atol=1e-4)
+    np.testing.assert_array_equal(again, lite)
+
+
+def test_auto_falls_back_to_tensorflow_when_conversion_fails(images, module, tmp_path, monkeypatch, caplog):
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("op FancyOp is neither a custom op nor a flex op")
+    monkeypatch.setattr(engines, "convert", unsupported)
+    with caplog.at_level(logging.WARNING, logger="retrain.engines"):
+        features = run(images, module, tmp_path, engine="auto", cache=False)
+    assert "FancyOp" in caplog.text and "TensorFlow" in caplog.text
+    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
+    with pytest.raises(RetrainError, match="--engine litert"):
+        run(images, module, tmp_path, engine="litert", cache=False)
+
+
+def test_a_file_that_is_not_an_image_is_named(images, module, tmp_path):
+    images[3].write_bytes(b"not an image at all")
+    with pytest.raises(RetrainError, match=images[3].name):
+        run(images, module, tmp_path)
+
+
+@pytest.mark.slow
+def test_bundled_module_litert_matches_tensorflow(tmp_path):
+    modules = pytest.importorskip("retrain.modules", reason="retrain/modules.py has not landed yet")
+    info = modules.load_info("efficientnet_lite0")
+    size = info.image_size or 224
+    paths = sorted(write_images(tmp_path / "images", colour_set(3), size=40).rglob("*.png"))
+    kw = dict(module=info, image_size=size, cache_dir=None, batch_size=4, max_pixels=10_000_000,
+              workdir=tmp_path / "work")
+    lite = extract_features(paths, engine="litert", **kw)
+    tf_features = extract_features(paths, engine="tf", **kw)
+    assert lite.shape == (len(paths), info.feature_dim or lite.shape[1])
+    np.testing.assert_allclose(lite, tf_features, atol=1e-4)
