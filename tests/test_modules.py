@@ -1,0 +1,122 @@
+"""Module names, handles and folders -> a local SavedModel and its contract; offline failures are fast."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import time
+
+import pytest
+
+from retrain import modules
+from retrain.errors import RetrainError
+
+MOBILENET = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty TF-Hub cache of this test's own."""
+    cache = tmp_path / "tfhub"
+    cache.mkdir()
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Name lookups fail, as on a machine without network."""
+    def refuse(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def cache_copy(cache, handle, module):
+    """Place a module where tensorflow_hub caches ``handle``: <cache>/<sha1 of the handle>/."""
+    target = cache / hashlib.sha1(handle.encode("utf8")).hexdigest()
+    shutil.copytree(module, target)
+    return target
+
+
+def test_a_local_folder_reports_a_free_image_size(fake_module):
+    info = modules.load_info(str(fake_module))
+    assert (info.handle, info.path, info.image_size, info.feature_dim) == (str(fake_module), str(fake_module), None, 8)
+    assert len(info.fingerprint) >= 32 and int(info.fingerprint, 16) >= 0
+
+
+def test_a_fixed_signature_gives_its_image_size(fixed_module, fake_module):
+    info = modules.load_info(str(fixed_module))
+    assert (info.image_size, info.feature_dim) == (32, 8)
+    assert info.fingerprint != modules.load_info(str(fake_module)).fingerprint
+
+
+def test_a_folder_without_saved_model_pb_is_refused(tmp_path):
+    with pytest.raises(RetrainError) as error:
+        modules.resolve(str(tmp_path))
+    assert str(error.value) == (f"--module: {tmp_path} has no saved_model.pb; "
+                                "expected a TF2 SavedModel directory")
+
+
+def test_a_file_is_refused(tmp_path):
+    path = tmp_path / "model.tar.gz"
+    path.write_bytes(b"")
+    with pytest.raises(RetrainError, match="is a file; expected a TF2 SavedModel directory"):
+        modules.resolve(str(path))
+
+
+def test_an_unknown_word_points_at_the_module_list():
+    with pytest.raises(RetrainError, match=r"found 'mobilenet'.*`retrain modules`"):
+        modules.resolve("mobilenet")
+
+
+@pytest.mark.parametrize("handle", [MOBILENET, "mobilenet_v2_100_224",
+                                    "google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2"])
+def test_a_download_without_network_fails_fast_in_one_line(handle, hub_cache, no_network):
+    start = time.monotonic()
+    with pytest.raises(RetrainError) as error:
+        modules.resolve(handle)
+    assert time.monotonic() - start < 5
+    message = str(error.value)
+    assert "\n" not in message and handle in message and "TFHUB_CACHE_DIR" in message
+    assert "local SavedModel path" in message
+
+
+def test_an_unresolvable_host_fails_fast_with_the_real_network_stack(hub_cache):
+    # .invalid never resolves (RFC 2606), with or without network.
+    start = time.monotonic()
+    with pytest.raises(RetrainError, match="cannot download https://hub.example.invalid/m/1"):
+        modules.resolve("https://hub.example.invalid/m/1")
+    assert time.monotonic() - start < modules.CONNECT_TIMEOUT_S + 2
+
+
+def test_a_cached_handle_resolves_offline(hub_cache, no_network, fake_module):
+    cached = cache_copy(hub_cache, MOBILENET, fake_module)
+    assert modules.resolve(MOBILENET) == str(cached)
+    info = modules.load_info("mobilenet_v2_100_224")  # the catalog name maps to the same handle
+    assert (info.handle, info.path, info.feature_dim) == ("mobilenet_v2_100_224", str(cached), 8)
+
+
+def test_a_cached_kaggle_handle_resolves_offline(hub_cache, no_network, fake_module):
+    handle = "google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2"
+    cached = cache_copy(hub_cache, "https://www.kaggle.com/models/" + handle, fake_module)
+    assert modules.resolve(handle) == str(cached)
+
+
+def test_catalog_rows_are_complete(hub_cache, fake_module):
+    cache_copy(hub_cache, MOBILENET, fake_module)
+    rows = {row["name"]: row for row in modules.catalog()}
+    assert all(set(row) == {"name", "handle", "image_size", "feature_dim", "offline"} for row in rows.values())
+    assert all(isinstance(row["image_size"], int) and isinstance(row["feature_dim"], int) for row in rows.values())
+    assert rows["efficientnet_lite0"] | {"handle": None} == {
+        "name": "efficientnet_lite0", "handle": None, "image_size": 224, "feature_dim": 1280, "offline": True}
+    assert rows["mobilenet_v2_100_224"]["offline"] and not rows["mobilenet_v2_140_224"]["offline"]
+    sizes = [rows[f"efficientnet_b{b}"]["image_size"] for b in range(8)]
+    assert sizes == [224, 240, 260, 300, 380, 456, 528, 600]
+    assert rows["efficientnet_b7"]["handle"] == "https://tfhub.dev/tensorflow/efficientnet/b7/feature-vector/1"
+    assert rows["efficientnet_v2_imagenet1k_s"] == {
+        "name": "efficientnet_v2_imagenet1k_s", "image_size": 384, "feature_dim": 1280, "offline": False,
+        "handle": "https://tfhub.dev/google/imagenet/efficientnet_v2_imagenet1k_s/feature_vector/2"}
+    assert (rows["inception_v3"]["image_size"], rows["inception_v3"]["feature_dim"]) == (299, 2048)
+    assert rows["bit_m_r50x1"]["handle"] == "https://tfhub.dev/google/bit/m-r50x1/1"
+    for name in ("mobilenet_v3_small_100_224", "mobilenet_v3_large_100_224", "resnet_v2_50"):
+        assert rows[name]["handle"].startswith("https://tfhub.dev/google/imagenet/" + name)
