@@ -101,3 +101,11 @@ def _shared_module_dir(tmp_path_factory):
 def _isolated_caches(tmp_path, monkeypatch):
     """Keep every cache a test writes inside its own temporary folder."""
     monkeypatch.setenv("RETRAIN_CACHE_HOME", str(tmp_path / "cache-home"))
+
+
+@pytest.fixture(scope="session")
+def serving_export(fake_module, tmp_path_factory):
+    """One export (version 1) and its sample files, shared by the export, serving and predict tests."""
+    from serving_fixture import build_serving_export
+
+    return build_serving_export(fake_module, tmp_path_factory.mktemp("serving"))
