@@ -1,0 +1,64 @@
+"""The serving contract (docs/serving.md), checked in a fresh process that imports only TensorFlow.
+
+tests/serve_check.py runs once per session against the shared export; each of its checks is one
+test here, so a failure names the contract point. The last tests prove serve_check fails loudly.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import serve_check
+
+SCRIPT = Path(__file__).with_name("serve_check.py")
+
+
+def run_script(version_dir: Path, samples_dir: Path, *extra: str) -> tuple[int, dict, str]:
+    result = subprocess.run([sys.executable, str(SCRIPT), str(version_dir), str(samples_dir), *extra],
+                            capture_output=True, text=True, timeout=600)
+    last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "{}"
+    return result.returncode, json.loads(last), result.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def report(serving_export):
+    returncode, report, stderr = run_script(serving_export.version_dir, serving_export.samples_dir)
+    return {"returncode": returncode, "checks": report, "stderr": stderr}
+
+
+@pytest.mark.parametrize("name", list(serve_check.CHECKS))
+def test_contract_point(report, name):
+    assert name in report["checks"], f"serve_check died before {name} (rc {report['returncode']}): {report['stderr']}"
+    assert report["checks"][name] == "ok", serve_check.CHECKS[name].__doc__
+
+
+def test_script_exit_code_says_all_passed(report):
+    assert report["returncode"] == 0, report["checks"]
+
+
+def test_a_failing_check_fails_the_run(serving_export, tmp_path):
+    """Wrong answers in expect.json, and this very process (it has tf_keras), must be reported."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for path in serving_export.samples_dir.iterdir():
+        (samples / path.name).write_bytes(path.read_bytes())
+    expect = json.loads((samples / "expect.json").read_text(encoding="utf-8"))
+    expect["skew_jpeg_scores"] = [1.0] + [0.0] * (len(expect["labels"]) - 1)
+    expect["labels"] = list(reversed(expect["labels"]))
+    (samples / "expect.json").write_text(json.dumps(expect), encoding="utf-8")
+    args = [str(serving_export.version_dir), str(samples), "--only", "skew,labels_in_graph,self_contained"]
+    assert serve_check.main(args) == 1
+    report = serve_check.run(serving_export.version_dir, samples, ["skew", "labels_in_graph", "self_contained"])
+    assert all(value.startswith("FAIL") for value in report.values()), report
+    assert "imported" in report["self_contained"]
+
+
+def test_forbidden_imports_look_uninstalled():
+    finder = serve_check._Forbid()
+    with pytest.raises(ModuleNotFoundError):
+        finder.find_spec("tensorflow_hub")
+    assert finder.find_spec("tensorflow") is None
