@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_NOISE = re.compile(r"Graph execution error:|Detected at node|<stack traces unavailable>")  # Python-side preamble
 
 
 class RestError(Exception):
@@ -152,5 +153,6 @@ def predict(loaded, body: str) -> tuple[int, dict]:
         return 200, _answer(outputs, row)
     except (RestError, json.JSONDecodeError) as error:
         return 400, {"error": str(error)}
-    except tf.errors.InvalidArgumentError as error:
-        return 400, {"error": error.message.strip().splitlines()[0]}
+    except tf.errors.InvalidArgumentError as error:  # the server answers the op's message
+        lines = [line for line in error.message.splitlines() if line.strip() and not _NOISE.match(line)]
+        return 400, {"error": lines[0] if lines else "InvalidArgumentError"}

@@ -332,6 +332,8 @@ def _rest_refusals(ctx: Context) -> None:
     for why, body in refused.items():
         status, answer = rest_emulator.predict(ctx.loaded, json.dumps(body))
         assert status == 400 and "error" in answer, f"{why}: {status} {answer}"
+        if why == "not an image":
+            assert "not a JPEG, PNG, GIF, BMP or WebP" in answer["error"], answer
     status, answer = rest_emulator.predict(ctx.loaded, json.dumps({"inputs": []}))
     assert status == 200 and answer == {"outputs": {"scores": [], "classes": []}}, f"N=0 columnar: {answer}"
     body = {"signature_name": "classify", "inputs": {"inputs": [_b64(example(jpeg))]}}
