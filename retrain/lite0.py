@@ -185,14 +185,16 @@ def ensure_built() -> Path:
     start = time.perf_counter()
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=final.parent))
     try:
+        os.chmod(partial, 0o755)  # mkdtemp's 0700 would hide a shared module home from other users
         _save(partial)
         try:
             os.rename(partial, final)
+            log.info("built the bundled EfficientNet-Lite0 module in %.1f s", time.perf_counter() - start)
         except OSError:
             if not (final / "saved_model.pb").is_file():
                 raise
-            log.info("another process finished the same build first; using its module")
+            log.info("another process finished the same build first (%.1f s); using its module",
+                     time.perf_counter() - start)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    log.info("built the bundled EfficientNet-Lite0 module in %.1f s", time.perf_counter() - start)
     return final
