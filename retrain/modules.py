@@ -13,7 +13,9 @@ import logging
 import os
 import re
 import socket
+import tarfile
 import tempfile
+import threading
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -106,16 +108,32 @@ def _offline_error(handle: str, why: str) -> RetrainError:
 
 
 def _check_reachable(url: str, handle: str) -> None:
-    """Fail within CONNECT_TIMEOUT_S when neither the host nor the configured proxy accepts a connection."""
+    """Fail within about CONNECT_TIMEOUT_S when neither the host nor the configured proxy answers.
+
+    The probe runs in a daemon thread because a name lookup has no timeout of its own and hangs
+    as long as a connection does behind a firewall that drops packets.
+    """
     target = urllib.parse.urlsplit(url)
     proxy = urllib.request.getproxies().get(target.scheme)
     if proxy and not urllib.request.proxy_bypass(target.hostname or ""):
         target = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    port = target.port or (443 if target.scheme == "https" else 80)
-    try:
-        socket.create_connection((target.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        raise _offline_error(handle, f"no connection to {target.hostname}: {exc}") from None
+    address = (target.hostname, target.port or (443 if target.scheme == "https" else 80))
+    outcome: list[OSError | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection(address, timeout=CONNECT_TIMEOUT_S).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=probe, name="retrain-network-probe", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 1.0)
+    if not outcome:
+        raise _offline_error(handle, f"no answer from {address[0]} within {CONNECT_TIMEOUT_S:g} s")
+    if outcome[0] is not None:
+        raise _offline_error(handle, f"no connection to {address[0]}: {outcome[0]}")
 
 
 def _resolve_remote(handle: str, url: str) -> str:
@@ -123,13 +141,17 @@ def _resolve_remote(handle: str, url: str) -> str:
     if not _is_cached(url):
         _check_reachable(url, handle)
         log.info("downloading %s into the TF-Hub cache %s", handle, hub_cache_dir())
-    import tensorflow_hub as hub  # deferred: importing TensorFlow takes seconds
+    import tensorflow as tf  # deferred: importing TensorFlow takes seconds
+    import tensorflow_hub as hub
 
     try:
-        return hub.resolve(url)
-    except Exception as exc:  # urllib, tarfile and TF file errors all mean the same to the user
-        raise _offline_error(handle, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
-            from None
+        path = hub.resolve(url)
+    except (OSError, ValueError, tarfile.TarError, tf.errors.OpError) as exc:  # urllib's errors are OSErrors
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise _offline_error(handle, f"{type(exc).__name__}: {first_line}") from None
+    if "://" in path:  # TFHUB_MODEL_LOAD_FORMAT=UNCOMPRESSED: read straight from cloud storage
+        return path
+    return _resolve_local(Path(path))
 
 
 def _resolve_local(path: Path) -> str:

@@ -89,6 +89,17 @@ def test_an_unresolvable_host_fails_fast_with_the_real_network_stack(hub_cache):
     assert time.monotonic() - start < modules.CONNECT_TIMEOUT_S + 2
 
 
+def test_a_network_that_never_answers_is_cut_off(hub_cache, monkeypatch):
+    def hang(*args, **kwargs):
+        time.sleep(30)  # a name server behind a firewall that drops packets
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    monkeypatch.setattr(modules, "CONNECT_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    with pytest.raises(RetrainError, match=r"no answer from tfhub.dev within 0.5 s"):
+        modules.resolve(MOBILENET)
+    assert time.monotonic() - start < 3
+
+
 def test_a_cached_handle_resolves_offline(hub_cache, no_network, fake_module):
     cached = cache_copy(hub_cache, MOBILENET, fake_module)
     assert modules.resolve(MOBILENET) == str(cached)
