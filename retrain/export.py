@@ -34,7 +34,10 @@ MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a model with more warmup
 def _signatures(model, labels: list[str], image_size: int, max_pixels: int) -> dict:
     """Concrete functions keyed by signature name; labels become a constant inside each graph."""
     def head(images):
-        scores = model(images, training=False)
+        # N = 0 skips the model: EfficientNet-Lite0's convolutions fail on an empty batch, and an
+        # empty request should get empty [0, K] outputs whatever the module.
+        scores = tf.cond(tf.shape(images)[0] > 0, lambda: model(images, training=False),
+                         lambda: tf.zeros([0, len(labels)]))
         # Row-format REST needs every output batch-major, so the labels are tiled to [N, K].
         classes = tf.tile(tf.constant(labels)[tf.newaxis], [tf.shape(scores)[0], 1])
         return {"scores": scores, "classes": tf.ensure_shape(classes, [None, len(labels)])}
@@ -133,17 +136,21 @@ def _jsonable(value):
     return str(value)
 
 
+def _fsync_dir(folder) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _fsync_tree(root: Path) -> None:
     """Flush every file and folder under root to disk, so a power cut cannot publish empty files."""
     for folder, _, files in os.walk(root):
         for name in files:
             with open(os.path.join(folder, name), "rb") as handle:
                 os.fsync(handle.fileno())
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        _fsync_dir(folder)
 
 
 def _check_arguments(labels: list[str], image_size: int, version: int, version_dir: Path) -> None:
@@ -151,8 +158,9 @@ def _check_arguments(labels: list[str], image_size: int, version: int, version_d
         raise RetrainError(f"export version: found {version!r}, expected a non-negative integer")
     if version_dir.exists():
         raise RetrainError(f"export: found an existing {version_dir}, expected a new version number")
-    if not labels or len(set(labels)) != len(labels):
-        raise RetrainError(f"labels: found {labels!r}, expected a non-empty list of distinct names")
+    if not labels or len(set(labels)) != len(labels) or any(not label or "\n" in label or "\r" in label
+                                                            for label in labels):
+        raise RetrainError(f"labels: found {labels!r}, expected distinct, non-empty, one-line names")
     if image_size < 1:
         raise RetrainError(f"image size: found {image_size}, expected a positive number of pixels")
 
@@ -179,6 +187,7 @@ def export_saved_model(model, *, labels: list[str], image_size: int, base_dir: P
     try:
         _save(model, staging, labels, image_size, max_pixels, info, warmup_images)
         os.rename(staging, version_dir)  # atomic on one file system: the version appears complete
+        _fsync_dir(base_dir)  # and the rename itself survives a power cut
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -21,6 +21,8 @@ PREPROCESS_VERSION = 2
 # Format codes, in the order TensorFlow's DecodeImage tests the magic bytes.
 _UNKNOWN, _JPEG, _PNG, _GIF, _BMP, _WEBP = range(6)
 _HEADER_BYTES = 32
+# map_fn runs 10 iterations at once by default: with 50-megapixel images that is tens of GB.
+_PARALLEL_DECODES = 4
 
 
 def _u8(head: tf.Tensor, i: int) -> tf.Tensor:
@@ -161,9 +163,12 @@ def decode_batch(images: tf.Tensor, image_size: int, max_pixels: int) -> tf.Tens
     """String [N] of encoded images -> float32 [N, image_size, image_size, 3]; sizes may differ per element.
 
     N = 0 gives a [0, image_size, image_size, 3] tensor and no error. One bad element fails the batch.
+    At most _PARALLEL_DECODES images are in flight, each peaking at 12 (RGB JPEG) to 40 (RGBA PNG)
+    bytes per pixel (measured), so a batch needs at most about 4 x 40 x max_pixels bytes.
     """
     return tf.map_fn(
         lambda b: decode_resize(b, image_size, max_pixels),
         images,
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
+        parallel_iterations=_PARALLEL_DECODES,
     )

@@ -153,6 +153,8 @@ def predict(loaded, body: str) -> tuple[int, dict]:
         return 200, _answer(outputs, row)
     except (RestError, json.JSONDecodeError) as error:
         return 400, {"error": str(error)}
+    except (ValueError, TypeError) as error:  # a tensor that does not fit the signature's spec
+        return 400, {"error": str(error).strip().splitlines()[0]}
     except tf.errors.InvalidArgumentError as error:  # the server answers the op's message
         lines = [line for line in error.message.splitlines() if line.strip() and not _NOISE.match(line)]
         return 400, {"error": lines[0] if lines else "InvalidArgumentError"}

@@ -328,6 +328,8 @@ def _rest_refusals(ctx: Context) -> None:
         "both keys": {"instances": [_b64(jpeg)], "inputs": [_b64(jpeg)]},
         "not an image": {"instances": [_b64(b"not an image")]},
         "raw string": {"instances": ["not base64, not an image"]},
+        "scalar where [N] is expected": {"inputs": _b64(jpeg)},
+        "b64 value not a string": {"instances": [{"b64": 5}]},
     }
     for why, body in refused.items():
         status, answer = rest_emulator.predict(ctx.loaded, json.dumps(body))

@@ -66,7 +66,7 @@ def test_version_must_be_a_non_negative_integer(serving_export, tmp_path, versio
         export_saved_model(serving_export.model, **export_kwargs(serving_export, tmp_path, version))
 
 
-@pytest.mark.parametrize("labels", [[], ["a", "a", "b"]])
+@pytest.mark.parametrize("labels", [[], ["a", "a", "b"], ["a", "b\nc"], ["", "b"]])
 def test_labels_must_be_distinct_and_present(serving_export, tmp_path, labels):
     with pytest.raises(RetrainError, match="labels"):
         export_saved_model(serving_export.model, **export_kwargs(serving_export, tmp_path, 1, labels=labels))
@@ -116,6 +116,18 @@ def test_signatures_in_process_match_the_model(serving_export, loaded):
                                expected, atol=1e-6)
     out = loaded.signatures["serving_default"](image_bytes=tf.constant([serving_export.samples["jpeg"]]))
     assert out["classes"].numpy().tolist() == [[label.encode() for label in LABELS]]
+
+
+def test_empty_batches_skip_the_model():
+    """EfficientNet-Lite0 fails on N = 0; the bytes signatures answer [0, K] without calling it."""
+    def picky(images, training=False):
+        with tf.control_dependencies([tf.debugging.assert_positive(tf.shape(images)[0])]):
+            return tf.nn.softmax(tf.reduce_mean(images, axis=[1, 2]))
+
+    signatures = export._signatures(picky, ["a", "b", "c"], 8, 1000)
+    for name, key in [("serving_default", "image_bytes"), ("classify", "inputs")]:
+        out = signatures[name](**{key: tf.constant([], tf.string)})
+        assert out["scores"].shape == (0, 3) and out["classes"].shape == (0, 3)
 
 
 def test_lean_save_tracks_only_captured_variables(serving_export):
