@@ -27,11 +27,18 @@ def save_fake_module(path: Path, image_size: int | None = None) -> Path:
     import tensorflow as tf
 
     class FakeFeatureVector(tf.Module):
+        # Reusable-SavedModel attributes (what hub.KerasLayer reads): class attributes shadow
+        # tf.Module's computed properties so the lists assigned below are saved.
+        variables = trainable_variables = regularization_losses = None
+
         def __init__(self):
             super().__init__()
             rng = np.random.default_rng(7)
             self.projection = tf.Variable(rng.normal(size=(3, FEATURE_DIM)).astype("float32"), trainable=True)
             self.offset = tf.Variable(tf.zeros([FEATURE_DIM]), trainable=True)
+            self.variables = [self.projection, self.offset]
+            self.trainable_variables = [self.projection, self.offset]
+            self.regularization_losses = []
 
         @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32)])
         def __call__(self, images):
