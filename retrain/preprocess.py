@@ -38,6 +38,10 @@ def _uint(head: tf.Tensor, start: int, size: int, big_endian: bool = False) -> t
     return value
 
 
+def _signed32(value: tf.Tensor) -> tf.Tensor:
+    return tf.where(value >= 2**31, value - 2**32, value)
+
+
 def _is(head: tf.Tensor, start: int, magic: bytes) -> tf.Tensor:
     expected = tf.constant(list(magic), tf.uint8)
     return tf.reduce_all(tf.equal(head[start:start + len(magic)], expected))
@@ -81,8 +85,8 @@ def _pixels(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor) -> tf.Tens
     png = _uint(head, 16, 4, big_endian=True) * _uint(head, 20, 4, big_endian=True)  # IHDR
     gif = _uint(head, 6, 2) * _uint(head, 8, 2)  # logical screen: TF's canvas size
     # BMP: int32 width and height at 18 and 22 (negative height means top-down), as TF reads them.
-    bmp_w, bmp_h = _uint(head, 18, 4), _uint(head, 22, 4)
-    bmp = tf.abs(tf.where(bmp_w >= 2**31, bmp_w - 2**32, bmp_w)) * tf.abs(tf.where(bmp_h >= 2**31, bmp_h - 2**32, bmp_h))
+    bmp_w, bmp_h = (_uint(head, start, 4) for start in (18, 22))
+    bmp = tf.abs(_signed32(bmp_w)) * tf.abs(_signed32(bmp_h))
     by_code = tf.stack([tf.constant(0, tf.int64), jpeg_pixels, png, gif, bmp, _webp_pixels(head)])
     return by_code[code]
 

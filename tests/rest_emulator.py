@@ -21,6 +21,12 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _NOISE = re.compile(r"Graph execution error:|Detected at node|<stack traces unavailable>")  # Python-side preamble
 
 
+def op_message(text: str) -> str:
+    """The first line of an op error that is not TensorFlow's Python-side preamble."""
+    lines = [line for line in text.splitlines() if line.strip() and not _NOISE.match(line)]
+    return lines[0].strip() if lines else text.strip()
+
+
 class RestError(Exception):
     """An HTTP 400 answer; str() is the server's "error" text."""
 
@@ -84,7 +90,8 @@ def _rows(instances: list, specs: dict) -> dict:
         if objects != (isinstance(item, dict) and not _is_b64(item)):
             raise RestError(f"Failed to process element: {i} of 'instances' list: mixed objects and values")
         if objects and sorted(item) != names:
-            raise RestError(f"Failed to process element: {i} of 'instances' list. keys must be equal to: {','.join(names)}")
+            raise RestError(f"Failed to process element: {i} of 'instances' list. "
+                            f"keys must be equal to: {','.join(names)}")
         for name in names:
             columns[name].append(_tensor(item[name] if objects else item, specs[name].dtype))
     for name, parts in columns.items():
@@ -107,11 +114,15 @@ def _columns(inputs, specs: dict) -> dict:
 
 
 def _json_values(array: np.ndarray, as_bytes: bool):
+    if not array.size:
+        return array.tolist()
     if array.dtype == object:
-        convert = (lambda b: {"b64": base64.b64encode(b).decode("ascii")}) if as_bytes else (lambda b: b.decode("utf-8"))
-        return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else array.tolist()
+        def text(b: bytes):
+            return {"b64": base64.b64encode(b).decode("ascii")} if as_bytes else b.decode("utf-8")
+
+        return np.vectorize(text, otypes=[object])(array).tolist()
     if array.dtype == np.float32:  # the server prints floats at float precision, not double
-        return np.vectorize(lambda v: float(str(v)), otypes=[object])(array).tolist() if array.size else array.tolist()
+        return np.vectorize(lambda v: float(str(v)), otypes=[object])(array).tolist()
     return array.tolist()
 
 
@@ -156,5 +167,4 @@ def predict(loaded, body: str) -> tuple[int, dict]:
     except (ValueError, TypeError) as error:  # a tensor that does not fit the signature's spec
         return 400, {"error": str(error).strip().splitlines()[0]}
     except tf.errors.InvalidArgumentError as error:  # the server answers the op's message
-        lines = [line for line in error.message.splitlines() if line.strip() and not _NOISE.match(line)]
-        return 400, {"error": lines[0] if lines else "InvalidArgumentError"}
+        return 400, {"error": op_message(str(error))}

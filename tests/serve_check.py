@@ -92,7 +92,8 @@ class Context:
             self.loaded.signatures[signature](**{key: tf.constant(data, tf.string)})
         except tf.errors.InvalidArgumentError as error:
             return error.message
-        raise AssertionError(f"accepted {len(data)} input(s) starting {data[0][:12]!r}, expected InvalidArgumentError")
+        raise AssertionError(f"accepted {len(data)} input(s) starting {data[0][:12]!r}, "
+                             "expected InvalidArgumentError")
 
 
 def _close(found, expected, atol: float, what: str) -> None:
@@ -129,9 +130,10 @@ def _spec(info) -> tuple:
 def signatures(ctx: Context) -> None:
     """Contract 5-8, 18, 19: names, dtypes and batch-major shapes of all three signatures."""
     defs, k, s = ctx.proto.meta_graphs[0].signature_def, len(ctx.expect["labels"]), ctx.expect["image_size"]
+    both = {"scores": ("float32", [-1, k]), "classes": ("string", [-1, k])}
     wanted = {
-        "serving_default": ({"image_bytes": ("string", [-1])}, {"scores": ("float32", [-1, k]), "classes": ("string", [-1, k])}),
-        "classify": ({"inputs": ("string", [-1])}, {"scores": ("float32", [-1, k]), "classes": ("string", [-1, k])}),
+        "serving_default": ({"image_bytes": ("string", [-1])}, both),
+        "classify": ({"inputs": ("string", [-1])}, both),
         "serving_images": ({"images": ("float32", [-1, s, s, 3])}, {"scores": ("float32", [-1, k])}),
     }
     for name, (inputs, outputs) in wanted.items():
@@ -361,7 +363,9 @@ def run(version_dir: Path, samples_dir: Path, only: list[str] | None = None) -> 
                 function(ctx)
                 report[name] = "ok"
             except Exception as error:  # noqa: BLE001 (every failure is reported, by check)
-                report[name] = f"FAIL: {type(error).__name__}: {str(error).strip().splitlines()[0][:400] if str(error).strip() else ''}"
+                text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+                message = rest_emulator.op_message(text)
+                report[name] = f"FAIL: {type(error).__name__}: {message[:400]}"
     return report
 
 

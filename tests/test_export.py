@@ -56,7 +56,8 @@ def test_export_info_merges_the_callers_facts(serving_export, fake_module):
 def test_existing_version_is_never_overwritten(serving_export):
     before = sorted(p.name for p in serving_export.version_dir.rglob("*"))
     with pytest.raises(RetrainError, match="existing .*expected a new version number"):
-        export_saved_model(serving_export.model, **export_kwargs(serving_export, serving_export.version_dir.parent, 1))
+        base = serving_export.version_dir.parent
+        export_saved_model(serving_export.model, **export_kwargs(serving_export, base, 1))
     assert sorted(p.name for p in serving_export.version_dir.rglob("*")) == before
 
 
@@ -159,7 +160,8 @@ def test_method_name_rewrite_for_strict_servers(serving_export, tmp_path):
 
 @pytest.fixture(scope="module")
 def tflite_float32(serving_export, tmp_path_factory):
-    return export_tflite(serving_export.version_dir, tmp_path_factory.mktemp("lite") / "model.tflite", "float32", None)
+    out = tmp_path_factory.mktemp("lite") / "model.tflite"
+    return export_tflite(serving_export.version_dir, out, "float32", None)
 
 
 def test_tflite_float32_converts_with_builtins_and_matches(serving_export, loaded, tflite_float32):

@@ -54,7 +54,8 @@ def test_predict_keeps_order_and_reports_bad_files_in_one_line(run_dir, files):
     paths = [files / n for n in ["photo.jpg", "notes.jpg", "anim.webp", "missing.png", "huge.png", "small.png"]]
     results = predict(run_dir, paths, top_k=2)
     assert [r["path"] for r in results] == [str(p) for p in paths]
-    assert [sorted(r) for r in results] == [["path", "predictions"]] + [["error", "path"]] * 4 + [["path", "predictions"]]
+    good, bad = ["path", "predictions"], ["error", "path"]
+    assert [sorted(r) for r in results] == [good, bad, bad, bad, bad, good]
     errors = [r["error"] for r in results[1:5]]
     assert "not a JPEG, PNG, GIF, BMP or WebP" in errors[0] and "animated WebP" in errors[1]
     assert "cannot read" in errors[2] and "400000000 pixels" in errors[3]
