@@ -1,6 +1,7 @@
 """The command line: options -> Config -> run(); the only module that imports click."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -128,3 +129,25 @@ def predict_command(model: Path, images: tuple[Path, ...], top_k: int, as_json: 
             best = "  ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"])
             click.echo(f"{r['path']}: {best}")
     sys.exit(1 if any("error" in r for r in results) else 0)
+
+
+@main.command("evaluate")
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.option("--images", type=click.Path(path_type=Path), required=True,
+              help="Labelled test folder, one sub-folder per label (names must be the model's labels).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True,
+              help="Images per call of the model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def evaluate_command(model: Path, images: Path, batch_size: int, as_json: bool) -> None:
+    """Accuracy of MODEL (run folder, saved_model/ or saved_model/N/) on a labelled image folder."""
+    from retrain.evaluate import evaluate
+    try:
+        result = evaluate(model, images, batch_size)
+    except RetrainError as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result)))
+        return
+    click.echo(f"accuracy: {result.accuracy:.4f} on {result.count} images")
+    for label, accuracy in result.per_class.items():
+        click.echo(f"  {label:<24} {accuracy:.3f}")

@@ -40,15 +40,29 @@ def build_classifier(module_path: str, image_size: int, head: tf_keras.Sequentia
     return model
 
 
+def adam(learning_rate: float) -> tf_keras.optimizers.Optimizer:
+    return tf_keras.optimizers.Adam(learning_rate)
+
+
+def cross_entropy() -> tf_keras.losses.Loss:
+    """Mean cross-entropy of integer labels [B] against softmax scores [B, K]."""
+    return tf_keras.losses.SparseCategoricalCrossentropy()
+
+
 def compile_for_training(model: tf_keras.Model, learning_rate: float) -> None:
     """Adam on sparse categorical cross-entropy; recompile after any change of `trainable`."""
-    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=adam(learning_rate), loss=cross_entropy(), metrics=["accuracy"])
 
 
 def early_stopping(patience: int) -> tf_keras.callbacks.Callback:
     """Stop when validation loss has not improved for `patience` epochs and restore the best weights."""
     return tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+
+
+def log_epoch(epoch: int, total: int, val_loss: float, val_acc: float) -> None:
+    """The training progress display: every epoch at debug level, every tenth and the first at info."""
+    level = logging.INFO if epoch == 1 or epoch % 10 == 0 else logging.DEBUG
+    log.log(level, "epoch %d/%d  val_loss %.4f  val_acc %.3f", epoch, total, val_loss, val_acc)
 
 
 class EpochLog(tf_keras.callbacks.Callback):
