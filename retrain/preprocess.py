@@ -110,9 +110,9 @@ def _checks(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, max_pixels
 def _decode(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor) -> tf.Tensor:
     """float32 [H, W, C] in [0, 1] with the file's own C; a 16-bit PNG keeps all 16 bits.
 
-    decode_image(dtype=uint8) keeps only the high byte of a 16-bit PNG, while dtype=uint16 or
-    float32 scales 8-bit JPEG/GIF/BMP by 256 instead of 257 or fails on WebP: so only 16-bit PNGs
-    take the uint16 path, and every 8-bit file decodes exactly as before.
+    decode_image(dtype=uint8) keeps only the high byte of a 16-bit PNG; dtype=uint16 scales 8-bit
+    JPEG/GIF/BMP by 256, not 257 (white becomes 0.996), and both uint16 and float32 fail on WebP.
+    So only 16-bit PNGs take the uint16 path, and every 8-bit file decodes exactly as before.
     """
     png16 = tf.equal(code, _PNG) & tf.equal(head[24], 16)  # IHDR bit depth
 
