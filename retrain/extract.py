@@ -2,15 +2,12 @@
 
 Files are keyed by the SHA-256 of their bytes, so renamed, moved or duplicated images are found in
 the cache and an edited image is not. Only the missing ones are decoded (retrain.preprocess, the very
-function the serving graph embeds) and run through an engine (retrain.engines), a background thread
-decoding the next batch while the engine runs the current one.
+function the serving graph embeds) and run through an engine (retrain.engines), batch by batch.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import queue
-import threading
 import time
 import uuid
 from contextlib import nullcontext
@@ -43,16 +40,15 @@ def extract_features(paths: list[Path], *, module, image_size: int, engine: str,
     """float32 [len(paths), D] features in the order of paths (np.memmap under workdir when large).
 
     module has .handle, .path (local SavedModel), .fingerprint; engine is auto|litert|tf; cache_dir None
-    neither reads nor writes the cache. Raises RetrainError for a file that is not a decodable image.
+    neither reads nor writes the cache. The caller owns workdir and the memmap file left there.
+    Raises RetrainError for a file that is not a decodable image.
     """
-    rows: dict[str, list[int]] = {}
+    if not paths:
+        return np.zeros([0, module.feature_dim or 0], np.float32)
+    rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
     for i, path in enumerate(paths):
         rows.setdefault(file_digest(path), []).append(i)
-    cache = None
-    if cache_dir is not None:
-        ident = dict(module=module.handle or module.path, fingerprint=module.fingerprint,
-                     image_size=image_size, preprocess=preprocess.PREPROCESS_VERSION)
-        cache = FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+    cache = _open_cache(cache_dir, module, image_size) if cache_dir is not None else None
     cached = [key for key in rows if cache is not None and key in cache]
     missing = [key for key in rows if cache is None or key not in cache]
     log.info("features: %s cached, %s to extract", f"{sum(len(rows[k]) for k in cached):,}",
@@ -60,11 +56,10 @@ def extract_features(paths: list[Path], *, module, image_size: int, engine: str,
     runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
     out = _allocate(len(paths), runner.dim if runner else cache.dim, workdir)
     if cached:
-        keys = [key for key in cached for _ in rows[key]]
-        cache.copy_into(out, keys, [row for key in cached for row in rows[key]])
+        cache.copy_into(out, [key for key in cached for _ in rows[key]], [r for key in cached for r in rows[key]])
     if missing:
         with cache.writer() if cache is not None else nullcontext() as writer:
-            for keys, features in _run(runner, [(k, paths[rows[k][0]]) for k in missing], image_size,
+            for keys, features in _run(runner, [(key, paths[rows[key][0]]) for key in missing], image_size,
                                        batch_size, max_pixels):
                 for key, feature in zip(keys, features):
                     out[rows[key]] = feature
@@ -73,6 +68,15 @@ def extract_features(paths: list[Path], *, module, image_size: int, engine: str,
     if isinstance(out, np.memmap):
         out.flush()
     return out
+
+
+def _open_cache(cache_dir: Path, module, image_size: int) -> FeatureCache:
+    """The cache namespace of this module at this size and preprocessing."""
+    ident = dict(module=module.handle or module.path, fingerprint=module.fingerprint, image_size=image_size,
+                 preprocess=preprocess.PREPROCESS_VERSION)
+    cache = FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+    log.debug("feature cache %s: %d entries", cache.folder, len(cache))
+    return cache
 
 
 def _allocate(n: int, dim: int, workdir: Path) -> np.ndarray:
@@ -107,40 +111,18 @@ def _decode(decoder, items: list[tuple[str, Path]]) -> np.ndarray:
 
 
 def _run(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int):
-    """Yield (keys, float32 [n, D]) batch by batch; a producer thread decodes one batch ahead."""
+    """Yield (keys, float32 [n, D]) batch by batch: decode a batch, run it, then the next one.
+
+    Serial on purpose. The engine already keeps every core busy (XNNPACK runs one thread per core), so a
+    decoding thread can only take cores from it: on 2 cores a producer thread one batch ahead cost
+    1-1.5 ms more CPU per image and was no faster (docs/benchmarks.md), as tf.data prefetching was.
+    """
     decoder = _decoder(image_size, max_pixels)
-    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    ready: queue.Queue = queue.Queue(maxsize=1)  # one batch ahead: enough to hide decoding, bounded memory
-    stop = threading.Event()
-
-    def produce():
-        for batch in batches:
-            try:
-                item = (batch, _decode(decoder, batch))
-            except BaseException as err:  # handed to the consumer, which re-raises it in the caller's thread
-                item = (batch, err)
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.5)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set() or isinstance(item[1], BaseException):
-                return
-
-    thread = threading.Thread(target=produce, name="retrain-decode", daemon=True)
-    thread.start()
     progress = _Progress(len(items), runner.name)
-    try:
-        for _ in batches:
-            batch, images = ready.get()
-            if isinstance(images, BaseException):
-                raise images
-            yield [key for key, _ in batch], runner(images)
-            progress.update(len(batch))
-    finally:
-        stop.set()
-        thread.join()
+    for start in range(0, len(items), batch_size):
+        batch = items[start:start + batch_size]
+        yield [key for key, _ in batch], runner(_decode(decoder, batch))
+        progress.update(len(batch))
     progress.done()
 
 

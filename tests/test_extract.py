@@ -168,3 +168,7 @@ def test_bundled_module_litert_matches_tensorflow(tmp_path):
     tf_features = extract_features(paths, engine="tf", **kw)
     assert lite.shape == (len(paths), info.feature_dim or lite.shape[1])
     np.testing.assert_allclose(lite, tf_features, atol=1e-4)
+
+
+def test_no_paths_give_an_empty_matrix(module, tmp_path):
+    assert run([], module, tmp_path).shape == (0, 8)
