@@ -23,19 +23,27 @@ from retrain.errors import RetrainError
 log = logging.getLogger(__name__)
 
 
+def _features(outputs):
+    """The feature tensor of a module's outputs: a tensor, or a dict as TF1 Hub format modules return."""
+    if isinstance(outputs, dict):
+        return outputs.get("default", outputs.get("feature_vector", next(iter(outputs.values()))))
+    return outputs
+
+
 def _forward(loaded):
     """A Python function images -> features for a loaded TF-Hub feature-vector SavedModel."""
     if callable(loaded):  # TF2 reusable SavedModel: __call__(images[, training])
         def call(images):
             try:
-                out = loaded(images, training=False)
+                return _features(loaded(images, training=False))
             except (TypeError, ValueError):  # no concrete function takes `training`
-                out = loaded(images)
-            return out["default"] if isinstance(out, dict) else out
+                return _features(loaded(images))
         return call
-    signature = loaded.signatures.get("default") or loaded.signatures["serving_default"]  # TF1 Hub format
-    (name,) = signature.structured_input_signature[1]
-    return lambda images: next(iter(signature(**{name: images}).values()))
+    # TF1 Hub format (or a plain export): the same signature retrain.modules read the contract from.
+    signatures = loaded.signatures
+    signature = signatures.get("default") or signatures.get("serving_default") or next(iter(signatures.values()))
+    name = next(key for key, spec in signature.structured_input_signature[1].items() if spec.shape.rank == 4)
+    return lambda images: _features(signature(**{name: images}))
 
 
 def _traced(module_path: str, image_size: int) -> tuple[object, tf.types.experimental.ConcreteFunction]:

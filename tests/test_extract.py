@@ -156,6 +156,28 @@ def test_a_file_that_is_not_an_image_is_named(images, module, tmp_path):
         run(images, module, tmp_path)
 
 
+def save_signature_only_module(path: Path) -> Path:
+    """A module exported the TF1 Hub way: no __call__, a `default` signature with a dict output."""
+    import tensorflow as tf
+
+    holder = tf.Module()
+    holder.scale = tf.Variable(2.0)
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+    default = tf.function(lambda images: {"default": tf.reduce_mean(images, [1, 2]) * holder.scale},
+                          input_signature=[spec])
+    tf.saved_model.save(holder, str(path), signatures={"default": default})
+    return path
+
+
+@pytest.mark.parametrize("engine", ["tf", "litert"])
+def test_a_signature_only_module_runs(images, tmp_path, engine):
+    path = save_signature_only_module(tmp_path / "tf1-module")
+    module = Module("tf1", str(path), None, 3, f"tf1-{uuid.uuid4().hex[:8]}")
+    features = run(images, module, tmp_path, engine=engine, cache=False)
+    means = np.array([np.asarray(Image.open(p).convert("RGB"), np.float32).mean((0, 1)) / 255 for p in images])
+    np.testing.assert_allclose(features, means * 2, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_bundled_module_litert_matches_tensorflow(tmp_path):
     modules = pytest.importorskip("retrain.modules", reason="retrain/modules.py has not landed yet")
