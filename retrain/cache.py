@@ -60,26 +60,26 @@ class FeatureCache:
             tmp = self.folder / f".tmp-{uuid.uuid4().hex}-namespace.json"
             tmp.write_text(json.dumps(describe, indent=1, sort_keys=True))
             os.replace(tmp, self.folder / "namespace.json")
-        self._shards: list[np.ndarray] = []
+        self._shards: list[Path] = []  # features files; mapped only while rows are copied out of them
+        self._dim: int | None = None
         self._where: dict[bytes, tuple[int, int]] = {}
         self.reload()
 
     def reload(self) -> None:
-        """(Re)read every committed shard's keys; features are only memory-mapped."""
-        self._shards, self._where = [], {}
+        """(Re)read every committed shard's keys; features files are only checked, not read."""
+        self._shards, self._dim, self._where = [], None, {}
         for keys_file in sorted(self.folder.glob("*.keys.npy")):
-            shard = self._open_shard(keys_file)
-            if shard is None:
+            keys = self._open_shard(keys_file)
+            if keys is None:
                 continue
-            keys, features = shard
             number = len(self._shards)
-            self._shards.append(features)
+            self._shards.append(keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".f32.npy"))
             self._where.update(zip(keys.tolist(), zip([number] * len(keys), range(len(keys)))))
         self._sweep()
         log.debug("feature cache %s: %d entries in %d shards", self.folder, len(self._where), len(self._shards))
 
-    def _open_shard(self, keys_file: Path) -> tuple[np.ndarray, np.ndarray] | None:
-        """Both arrays of a committed, intact shard, or None for anything torn or foreign."""
+    def _open_shard(self, keys_file: Path) -> np.ndarray | None:
+        """The keys of a committed, intact shard (features of the right size and width), else None."""
         features_file = keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".f32.npy")
         try:
             keys = np.load(keys_file, allow_pickle=False)
@@ -88,11 +88,12 @@ class FeatureCache:
             log.debug("skipping shard %s: %s", keys_file.name, err)
             return None
         if (keys.dtype != KEY_DTYPE or keys.ndim != 1 or features.dtype != np.float32 or features.ndim != 2
-                or features.shape[0] != keys.shape[0] or (self._shards and features.shape[1] != self.dim)):
+                or features.shape[0] != keys.shape[0] or features.shape[1] != (self._dim or features.shape[1])):
             log.debug("skipping shard %s: keys %s %s vs features %s %s", keys_file.name,
                       keys.dtype, keys.shape, features.dtype, features.shape)
             return None
-        return keys, features
+        self._dim = int(features.shape[1])
+        return keys
 
     def _sweep(self) -> None:
         """Delete temp files and uncommitted features left by writers dead for a day."""
@@ -116,17 +117,22 @@ class FeatureCache:
     @property
     def dim(self) -> int | None:
         """Feature width D of the cached rows, None while the namespace is empty."""
-        return int(self._shards[0].shape[1]) if self._shards else None
+        return self._dim
 
     def copy_into(self, out: np.ndarray, keys: list[str], rows: list[int]) -> None:
-        """out[rows[i]] = features of keys[i] (all must be cached), reading shard by shard from disk."""
+        """out[rows[i]] = features of keys[i] (all must be cached), reading shard by shard from disk.
+
+        One shard is mapped at a time and unmapped after, so resident memory stays one shard above out.
+        """
         where = np.array([self._where[k.encode()] for k in keys], dtype=np.int64).reshape(-1, 2)
         rows_array = np.asarray(rows, dtype=np.int64)
         for number in np.unique(where[:, 0]):
             pick = where[:, 0] == number
             source = where[pick, 1]
             order = np.argsort(source)  # ascending offsets read the mmap front to back
-            out[rows_array[pick][order]] = self._shards[number][source[order]]
+            features = np.load(self._shards[number], mmap_mode="r")
+            out[rows_array[pick][order]] = features[source[order]]
+            del features  # unmap now: a 60,000-row cache would otherwise stay resident
 
     def writer(self, shard_rows: int = SHARD_ROWS) -> ShardWriter:
         return ShardWriter(self.folder, shard_rows)

@@ -139,3 +139,12 @@ def test_index_of_60000_entries_loads_fast(tmp_path):
     cache = FeatureCache(tmp_path, "ns")
     assert len(cache) == 60_000
     assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_shards_are_unmapped_after_reading(tmp_path):
+    """A large cache must not stay resident: only the result keeps the features."""
+    _write(tmp_path / "ns", list(range(12)))
+    cache = FeatureCache(tmp_path, "ns")
+    _read(cache, list(range(12)))
+    assert str(tmp_path / "ns") not in Path("/proc/self/maps").read_text()
