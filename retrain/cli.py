@@ -90,6 +90,9 @@ def _print_summary(result) -> None:
     click.echo(f"images: {sum(result.train_counts.values())} training, {sum(result.val_counts.values())} validation")
     click.echo(f"validation accuracy: {result.val_accuracy:.3f} (epoch {result.epochs})")
     click.echo(f"model: {result.saved_model_dir}")
+    if result.tflite:
+        click.echo(f"tflite ({result.tflite['kind']}): {result.run_dir / 'model.tflite'}, accuracy "
+                   f"{result.tflite['tflite_accuracy']:.3f} vs {result.tflite['saved_model_accuracy']:.3f}")
     click.echo(f"labels and metrics: {result.run_dir}")
 
 

@@ -5,6 +5,7 @@ Imported only after the input has been checked, because importing TensorFlow is 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -26,6 +27,7 @@ class Outcome:
     val_accuracy: float
     epochs: int
     image_size: int
+    tflite: dict | None = None  # the TFLite check's report when --tflite was given
 
 
 CHUNK_ROWS = 16384  # feature rows held in memory at once (84 MB at D=1280): bounds memory for any data set
@@ -173,4 +175,24 @@ def train_and_export(config: Config, labels: list[str], train_set: list[data.Exa
         info={"module": config.module, "module_path": info.path, "module_fingerprint": info.fingerprint,
               "metrics": {"val_accuracy": accuracy, "epochs": epochs}})
     log.info("SavedModel written to %s", saved)
-    return Outcome(saved_model_dir=saved, val_accuracy=accuracy, epochs=epochs, image_size=image_size)
+    lite = _tflite(config, saved, run_dir, train_set, val_set, image_size) if config.tflite else None
+    return Outcome(saved_model_dir=saved, val_accuracy=accuracy, epochs=epochs, image_size=image_size, tflite=lite)
+
+
+def _tflite(config, saved: Path, run_dir: Path, train_set, val_set, image_size: int) -> dict:
+    """runs/N/model.tflite with export_info.json beside it; fails the run (exit 3) past --max-export-drop."""
+    from retrain import tflite
+
+    info = {"model": "model.tflite", "signature": "serving_images", "kind": config.tflite,
+            "input": {"name": "images", "shape": [-1, image_size, image_size, 3], "dtype": "float32",
+                      "normalisation": "RGB in [0, 1]: pixel / 255 (uint16: / 65535), gray copied to RGB, "
+                                       "alpha composited on white, bilinear resize"},
+            "output": {"name": "scores", "dtype": "float32", "labels": "labels.txt, same order"}}
+    info_path = run_dir / "export_info.json"
+    info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    report = tflite.export_checked(
+        saved, run_dir / "model.tflite", config.tflite, train_paths=[e.path for e in train_set],
+        val_paths=[e.path for e in val_set], val_labels=[e.label for e in val_set], image_size=image_size,
+        max_pixels=config.max_pixels, max_drop=config.max_export_drop)
+    info_path.write_text(json.dumps(info | {"check": report}, indent=2) + "\n", encoding="utf-8")
+    return report

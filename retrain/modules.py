@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrain.config import module_home
 from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
@@ -226,10 +228,8 @@ def _image_function_specs(obj, path: str):
                        "expected an image feature-vector SavedModel")
 
 
-def load_info(name_or_handle: str) -> ModuleInfo:
-    """Resolve a module and read its contract from the saved call signature: fixed input side (or None)
-    and feature length (or None). Raises RetrainError when the folder is not a loadable SavedModel."""
-    path = resolve(name_or_handle)
+def _read_contract(path: str) -> tuple[int | None, int | None]:
+    """(fixed input side or None, feature length or None) from the module's call signature."""
     import tensorflow as tf
 
     try:
@@ -242,8 +242,36 @@ def load_info(name_or_handle: str) -> ModuleInfo:
     if height is not None and width is not None and height != width:
         raise RetrainError(f"--module: {path} takes {height}x{width} images; expected a square input")
     image_size = height if height is not None and width is not None else None
-    feature_dim = output_shape[-1] if output_shape.rank else None
-    info = ModuleInfo(name_or_handle, path, image_size, feature_dim, fingerprint(path))
+    return image_size, (output_shape[-1] if output_shape.rank else None)
+
+
+def _memoized_contract(path: str, fp: str) -> tuple[int | None, int | None]:
+    """The contract, read once per fingerprint: loading a module costs seconds, and every run needs
+    the contract before anything else, while the exporter loads the module anyway."""
+    memo = module_home() / "contracts" / f"{fp}.json"
+    try:
+        image_size, feature_dim = json.loads(memo.read_text())
+        return image_size, feature_dim
+    except (OSError, ValueError, TypeError):
+        pass
+    contract = _read_contract(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(list(contract)))
+        os.replace(tmp, memo)  # atomic: a reader sees the whole file or none
+    except OSError as exc:
+        log.debug("could not memoize the contract of %s: %s", path, exc)
+    return contract
+
+
+def load_info(name_or_handle: str) -> ModuleInfo:
+    """Resolve a module and read its contract from the saved call signature: fixed input side (or None)
+    and feature length (or None). Raises RetrainError when the folder is not a loadable SavedModel."""
+    path = resolve(name_or_handle)
+    fp = fingerprint(path)
+    image_size, feature_dim = _memoized_contract(path, fp)
+    info = ModuleInfo(name_or_handle, path, image_size, feature_dim, fp)
     log.info("module %s at %s: image size %s, %s features", name_or_handle, path,
              image_size or "free", feature_dim or "unknown")
     return info

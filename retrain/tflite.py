@@ -83,3 +83,47 @@ def tflite_scores(tflite_path: Path, images: "np.ndarray") -> "np.ndarray":
     classes = int(runner.get_output_details()["scores"]["shape"][-1])
     chunks = [np.array(runner(images=images[i:i + _BATCH])["scores"]) for i in range(0, len(images), _BATCH)]
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, classes), np.float32)
+
+
+CALIBRATION_IMAGES = 100  # int8 calibration: enough for stable activation ranges, small in memory
+
+
+def _decoded(paths: list[Path], image_size: int, max_pixels: int):
+    """float32 [<=_BATCH, S, S, 3] batches of the files, decoded exactly as for training."""
+    from retrain import preprocess
+
+    for start in range(0, len(paths), _BATCH):
+        batch = tf.constant([Path(p).read_bytes() for p in paths[start:start + _BATCH]])
+        yield preprocess.decode_batch(batch, image_size, max_pixels).numpy()
+
+
+def export_checked(saved_model_dir: Path, out_path: Path, kind: str, *, train_paths: list[Path],
+                   val_paths: list[Path], val_labels: list[int], image_size: int, max_pixels: int,
+                   max_drop: float) -> dict:
+    """Write out_path from the SavedModel, then compare both on the validation images.
+
+    Returns {"kind", "tflite_accuracy", "saved_model_accuracy", "drop_points"} (accuracies in [0, 1]).
+    Raises RetrainError with exit code 3 when the TFLite accuracy is more than max_drop points lower;
+    the file is kept for inspection.
+    """
+    calibration = None
+    if kind == "int8":
+        step = max(1, len(train_paths) // CALIBRATION_IMAGES)
+        calibration = np.concatenate(list(_decoded(train_paths[::step][:CALIBRATION_IMAGES], image_size, max_pixels)))
+    export_tflite(saved_model_dir, out_path, kind, calibration)
+    serve = tf.saved_model.load(str(saved_model_dir)).signatures[IMAGES_SIGNATURE]
+    hits_saved = hits_lite = 0
+    labels = np.asarray(val_labels)
+    for start, images in zip(range(0, len(val_paths), _BATCH), _decoded(val_paths, image_size, max_pixels)):
+        truth = labels[start:start + len(images)]
+        hits_saved += int(np.sum(serve(images=tf.constant(images))["scores"].numpy().argmax(1) == truth))
+        hits_lite += int(np.sum(tflite_scores(out_path, images).argmax(1) == truth))
+    saved_acc, lite_acc = hits_saved / len(val_paths), hits_lite / len(val_paths)
+    report = {"kind": kind, "tflite_accuracy": lite_acc, "saved_model_accuracy": saved_acc,
+              "drop_points": round(100 * (saved_acc - lite_acc), 3)}
+    log.info("TFLite %s accuracy %.4f vs SavedModel %.4f on %d validation images", kind, lite_acc, saved_acc,
+             len(val_paths))
+    if report["drop_points"] > max_drop:
+        raise RetrainError(f"--max-export-drop: the {kind} TFLite model {out_path} lost {report['drop_points']:.2f} "
+                           f"accuracy points; expected at most {max_drop:g} (file kept for inspection)", exit_code=3)
+    return report

@@ -27,6 +27,7 @@ class Result:
     val_accuracy: float           # in [0, 1], on the held-out split
     epochs: int                   # epochs of the kept weights
     seconds: float                # wall time of the whole run
+    tflite: dict | None = None    # with --tflite: kind, both accuracies and the drop in points
 
 
 def reserve_run(output: Path) -> tuple[int, Path]:
@@ -87,10 +88,10 @@ def run(config: Config) -> Result:
     result = Result(version=version, run_dir=run_dir, saved_model_dir=outcome.saved_model_dir, labels=labels,
                     train_counts=_counts(labels, train_set), val_counts=_counts(labels, val_set),
                     val_accuracy=outcome.val_accuracy, epochs=outcome.epochs,
-                    seconds=time.monotonic() - start)
+                    seconds=time.monotonic() - start, tflite=outcome.tflite)
     metrics = {"val_accuracy": result.val_accuracy, "epochs": result.epochs, "seconds": round(result.seconds, 2),
                "train_counts": result.train_counts, "val_counts": result.val_counts,
-               "module": config.module, "image_size": outcome.image_size}
+               "module": config.module, "image_size": outcome.image_size, "tflite": outcome.tflite}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log.info("done in %.1f s: validation accuracy %.3f, model in %s", result.seconds, result.val_accuracy,
              result.saved_model_dir)
