@@ -1,6 +1,6 @@
 """Trained Keras model -> a TF Serving SavedModel version, published atomically.
 
-Layout (docs/serving.md has the client side):
+Layout (the README's serving section has the client side):
     <base_dir>/<version>/saved_model.pb, variables/, assets.extra/{labels.txt, export_info.json,
     tf_serving_warmup_requests}
 Signatures: serving_default (encoded image bytes), serving_images (float pixels, for converters)

@@ -145,7 +145,7 @@ def test_a_captured_table_falls_back_to_saving_the_whole_model():
 
 
 def test_method_name_rewrite_for_strict_servers(serving_export, tmp_path):
-    """docs/serving.md: MethodNameUpdater turns classify into a Classify-API signature."""
+    """README: MethodNameUpdater turns classify into a Classify-API signature."""
     copy = shutil.copytree(serving_export.version_dir, tmp_path / "1")
     updater = tf.compat.v1.saved_model.signature_def_utils.MethodNameUpdater(str(copy))
     updater.replace_method_name(signature_key="classify", method_name="tensorflow/serving/classify", tags="serve")

@@ -1,4 +1,4 @@
-"""The serving contract (docs/serving.md), checked in a fresh process that imports only TensorFlow.
+"""The serving contract (README, "Serving the model"), checked in a fresh process that imports only TensorFlow.
 
 tests/serve_check.py runs once per session against the shared export; each of its checks is one
 test here, so a failure names the contract point. The last tests prove serve_check fails loudly.
