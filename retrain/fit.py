@@ -158,7 +158,7 @@ def train_and_export(config: Config, labels: list[str], train_set: list[data.Exa
     """Resolve the module, fit, and publish <output>/saved_model/<version>."""
     info = modules.load_info(config.module)
     image_size = image_size_for(info.image_size, config.image_size, config.module)
-    log.info("module %s (%s), images %dx%d", config.module, info.path, image_size, image_size)
+    log.info("images resized to %dx%d", image_size, image_size)
     model.set_seed(config.seed)
     if config.use_cache:
         # The gathered feature matrix is scratch: it goes once the head is trained.
