@@ -1,6 +1,9 @@
 """The command line in-process with click's CliRunner: exit code first, then the message."""
 from __future__ import annotations
 
+import json
+
+import pytest
 from click.testing import CliRunner
 
 from conftest import colour_set, write_images
@@ -96,3 +99,48 @@ def test_modules_lists_the_bundled_default():
     result = invoke("modules")
     assert result.exit_code == 0, result.output
     assert "efficientnet_lite0" in result.output and "tfhub.dev" in result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fake_module):
+    """A run folder trained on colours with the fake module, and its images."""
+    root = tmp_path_factory.mktemp("trained")
+    images = write_images(root / "imgs", colour_set(n=8))
+    result = invoke("--images", images, "--module", fake_module, "--output", root / "out", "--image-size", 32)
+    assert result.exit_code == 0, result.output
+    return root / "out", images
+
+
+def test_predict_answers_good_files_and_names_the_bad_one(trained, tmp_path):
+    out, images = trained
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    result = CliRunner().invoke(main, ["predict", str(out), str(images / "red" / "000.png"),
+                                                       str(bad), "--top-k", "2"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"{images / 'red' / '000.png'}: red ")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"Error: {bad}: ")
+
+
+def test_predict_json_prints_only_json(trained):
+    out, images = trained
+    result = CliRunner().invoke(main, ["predict", str(out / "saved_model"),
+                                                       str(images / "blue" / "001.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["predictions"][0]["label"] == "blue"
+    assert abs(sum(p["score"] for p in rows[0]["predictions"]) - 1) < 1e-4  # 3 labels, top 5: all of them
+
+
+def test_evaluate_reports_accuracy_per_class(trained):
+    out, images = trained
+    result = invoke("evaluate", out, "--images", images)
+    assert result.exit_code == 0, result.output
+    assert "accuracy: 1.0000 on 24 images" in result.output and "red" in result.output
+
+
+def test_evaluate_refuses_a_folder_the_model_does_not_know(trained, tmp_path):
+    out, _ = trained
+    other = write_images(tmp_path / "other", {"red": [(200, 0, 0)], "zebra": [(9, 9, 9)]})
+    _one_line_error(invoke("evaluate", out, "--images", other), 1, "folder zebra is not a label of")
