@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from retrain import data, export, extract, model, modules, preprocess
+from retrain import data, export, extract, head_training, model, modules, preprocess
 from retrain.config import Config
 from retrain.train import image_size_for
 
@@ -28,67 +28,6 @@ class Outcome:
     epochs: int
     image_size: int
     tflite: dict | None = None  # the TFLite check's report when --tflite was given
-
-
-CHUNK_ROWS = 16384  # feature rows held in memory at once (84 MB at D=1280): bounds memory for any data set
-
-
-def _chunks(features: np.ndarray, labels: np.ndarray, order: np.ndarray):
-    """(float32 [C, D], int32 [C]) tensors of the rows in `order`, CHUNK_ROWS at a time, read in file order."""
-    for start in range(0, len(order), CHUNK_ROWS):
-        rows = np.sort(order[start:start + CHUNK_ROWS])
-        yield tf.constant(np.asarray(features[rows], np.float32)), tf.constant(labels[rows])
-
-
-class HeadTrainer:
-    """Mini-batch Adam on feature vectors, a whole chunk of batches per tf.function call.
-
-    One Python step per epoch (per chunk on big sets) instead of one per batch is what makes an
-    epoch cost milliseconds; the data sets that fit in one chunk are converted to tensors only once.
-    """
-
-    def __init__(self, head, learning_rate: float, batch_size: int, seed: int):
-        self.head, self.batch_size = head, batch_size
-        self.optimizer = model.adam(learning_rate)
-        self.optimizer.build(head.trainable_variables)
-        self.rng = np.random.default_rng(seed)
-        self.loss = model.cross_entropy()
-        self._cached: list | None = None
-
-    @tf.function(reduce_retracing=True)
-    def _train_chunk(self, x, y):
-        n = tf.shape(x)[0]
-        order = tf.random.shuffle(tf.range(n))
-        for start in tf.range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            with tf.GradientTape() as tape:
-                loss = self.loss(tf.gather(y, idx), self.head(tf.gather(x, idx), training=True))
-            grads = tape.gradient(loss, self.head.trainable_variables)
-            self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
-
-    @tf.function(reduce_retracing=True)
-    def _chunk_stats(self, x, y):
-        scores = self.head(x, training=False)
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=1, output_type=tf.int32), y), tf.float32))
-        return self.loss(y, scores) * tf.cast(tf.shape(x)[0], tf.float32), hits
-
-    def epoch(self, features: np.ndarray, labels: np.ndarray) -> None:
-        """One pass over all rows in a fresh random order."""
-        if len(labels) <= CHUNK_ROWS:
-            self._cached = self._cached or list(_chunks(features, labels, np.arange(len(labels))))
-            chunks = self._cached
-        else:
-            chunks = _chunks(features, labels, self.rng.permutation(len(labels)))
-        for x, y in chunks:
-            self._train_chunk(x, y)
-
-    def evaluate(self, features: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        """(mean cross-entropy, accuracy in [0, 1]) without dropout."""
-        total_loss = total_hits = 0.0
-        for x, y in _chunks(features, labels, np.arange(len(labels))):
-            loss, hits = self._chunk_stats(x, y)
-            total_loss, total_hits = total_loss + float(loss), total_hits + float(hits)
-        return total_loss / len(labels), total_hits / len(labels)
 
 
 def image_batches(examples: list[data.Example], image_size: int, max_pixels: int, batch_size: int,
@@ -114,21 +53,7 @@ def _fit_head(config, labels, train_set, val_set, info, image_size, workdir):
         workdir=workdir)
     y = np.array([e.label for e in everything], np.int32)
     n = len(train_set)
-    head = model.build_head(feats.shape[1], len(labels), config.dropout)
-    trainer = HeadTrainer(head, config.learning_rate, config.batch_size, config.seed)
-    log.info("training the new layer on %d cached feature vectors (up to %d epochs)", n, config.epochs)
-    best = (np.inf, 0.0, 0, head.get_weights())
-    for epoch in range(1, config.epochs + 1):
-        trainer.epoch(feats[:n], y[:n])
-        val_loss, val_acc = trainer.evaluate(feats[n:], y[n:])
-        model.log_epoch(epoch, config.epochs, val_loss, val_acc)
-        if val_loss < best[0]:
-            best = (val_loss, val_acc, epoch, head.get_weights())
-        elif epoch - best[2] >= config.patience:
-            break
-    head.set_weights(best[3])
-    log.info("kept the weights of epoch %d (validation loss %.4f, accuracy %.3f)", best[2], best[0], best[1])
-    return head, best[2], best[1]
+    return head_training.fit(feats, y, n, len(labels), config)
 
 
 def _fit_on_images(config, labels, train_set, val_set, info, image_size):
