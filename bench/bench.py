@@ -45,12 +45,13 @@ def measure(name: str, argv: list[str], work: Path, env: dict) -> dict:
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
         out.write(stdout)
-    if process.returncode != 0:
-        sys.exit(f"{name} failed with exit code {process.returncode}; see {log}")
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {}
     # The 1-minute load average after the step: above ~2 on 2 cores, someone else was running too.
     result.update(step=name, wall=wall, rss_mb=usage.ru_maxrss / 1024, load=os.getloadavg()[0])  # KiB on Linux
+    if process.returncode != 0:  # keep going: one broken step should not cost the other measurements
+        result["failed"] = f"exit code {process.returncode}, see {log}"
+        print(f"{name} FAILED: {result['failed']}", file=sys.stderr, flush=True)
     print(f"{name}: {wall:.1f} s, peak RSS {result['rss_mb']:.0f} MB, load {result['load']:.1f}",
           file=sys.stderr, flush=True)
     return result
@@ -109,10 +110,14 @@ def retrain_run(name: str, train: Path, work: Path, env: dict, *flags: str) -> d
     return measure(name, argv, work, env)
 
 
-def accuracy(run_dir: Path, test: Path, env: dict) -> float:
+def accuracy(run_dir: Path, test: Path, env: dict) -> float | None:
+    """Test accuracy through the exported serving signature (`retrain evaluate`); None if it fails."""
     argv = [sys.executable, "-m", "retrain", "evaluate", str(run_dir), "--images", str(test), "--json"]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["accuracy"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    if done.returncode != 0:
+        print(f"evaluate {run_dir} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])["accuracy"]
 
 
 def run_all(args: argparse.Namespace, env: dict) -> dict:
@@ -123,7 +128,8 @@ def run_all(args: argparse.Namespace, env: dict) -> dict:
     r["bare"] = measure("bare", child("bare_pass", r["setup"]["path"], str(train)), work, env)
     for engine in ("litert", "tf"):
         r[engine] = measure(engine, child("engine_pass", engine, str(train), str(work / f"{engine}.npy")), work, env)
-    r["diff"] = float(np.abs(np.load(work / "litert.npy") - np.load(work / "tf.npy")).max())
+    if not (r["litert"].get("failed") or r["tf"].get("failed")):
+        r["diff"] = float(np.abs(np.load(work / "litert.npy") - np.load(work / "tf.npy")).max())
     r["cold"] = retrain_run("cold", train, work, env, "--cache-dir", str(work / "cache"))
     r["warm"] = retrain_run("warm", train, work, env, "--cache-dir", str(work / "cache"))
     r["no-cache"] = retrain_run("no-cache", train, work, env, "--no-cache", "--epochs", "5")
@@ -132,8 +138,9 @@ def run_all(args: argparse.Namespace, env: dict) -> dict:
         r["cold-large"] = retrain_run("cold-large", args.large, work, env, "--cache-dir", str(work / "cache-large"))
         r["warm-large"] = retrain_run("warm-large", args.large, work, env, "--cache-dir", str(work / "cache-large"))
     for name in ("cold", "warm", "no-cache"):
-        r[name]["accuracy"] = accuracy(work / name, test, env)
-        print(f"{name}: test accuracy {r[name]['accuracy']:.4f}", file=sys.stderr, flush=True)
+        if not r[name].get("failed"):
+            r[name]["accuracy"] = accuracy(work / name, test, env)
+            print(f"{name}: test accuracy {r[name]['accuracy']}", file=sys.stderr, flush=True)
     return r
 
 
@@ -150,32 +157,41 @@ def table(r: dict, n_train: int, n_large: int | None) -> str:
     lines = ["| step | what | wall s | × bare | peak RSS MB | images/s | test accuracy | load after |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, what, x in rows:
-        speed = f"{x['images_per_s']:.0f}" if "images_per_s" in x else ""
-        acc = f"{x['accuracy']:.4f}" if "accuracy" in x else ""
+        speed = f"{x['images_per_s']:.0f}" if "images_per_s" in x else "failed" if x.get("failed") else ""
+        acc = f"{x['accuracy']:.4f}" if x.get("accuracy") is not None else "failed" if x.get("failed") else ""
         lines.append(f"| {name} | {what} | {x['wall']:.1f} | {x['wall'] / bare:.2f} | {x['rss_mb']:.0f} | {speed} "
                      f"| {acc} | {x['load']:.1f} |")
     return "\n".join(lines)
 
 
 def verdicts(r: dict) -> str:
-    """The issue's targets, each with the measured value and whether it was met."""
-    bare = r["bare"]["wall"]
-    checks = [("cold <= 0.75 x bare", r["cold"]["wall"] / bare, 0.75, "<="),
-              ("no-cache / cold >= 4 (make_image_classifier's 5 epochs)", r["no-cache"]["wall"] / r["cold"]["wall"], 4, ">="),
-              ("cold accuracy - no-cache accuracy >= 0", r["cold"]["accuracy"] - r["no-cache"]["accuracy"], 0, ">="),
-              ("warm <= 0.30 x bare", r["warm"]["wall"] / bare, 0.30, "<="),
-              ("LiteRT >= 1.8 x TF images/s", r["litert"]["images_per_s"] / r["tf"]["images_per_s"], 1.8, ">="),
-              ("test accuracy >= 0.90 (cold)", r["cold"]["accuracy"], 0.90, ">="),
-              ("peak RSS <= 2500 MB", max(x["rss_mb"] for x in r.values() if isinstance(x, dict)), 2500, "<=")]
-    if "cold-large" in r:
-        growth = max(r["cold-large"]["rss_mb"] - r["cold"]["rss_mb"], r["warm-large"]["rss_mb"] - r["warm"]["rss_mb"])
-        checks.append(("RSS growth small -> large < 500 MB", growth, 500, "<"))
+    """The issue's targets, each with the measured value and whether it was met (or why not measured)."""
+    ok = {name: x for name, x in r.items() if isinstance(x, dict) and not x.get("failed")}
+    bare = lambda name: ok[name]["wall"] / ok["bare"]["wall"]  # noqa: E731
+    checks = [("cold <= 0.75 x bare", lambda: bare("cold"), 0.75, "<="),
+              ("warm <= 0.30 x bare", lambda: bare("warm"), 0.30, "<="),
+              ("no-cache (5 epochs) / cold >= 4", lambda: ok["no-cache"]["wall"] / ok["cold"]["wall"], 4, ">="),
+              ("cold accuracy - no-cache accuracy >= 0", lambda: ok["cold"]["accuracy"] - ok["no-cache"]["accuracy"], 0, ">="),
+              ("LiteRT / TF images/s >= 1.8", lambda: ok["litert"]["images_per_s"] / ok["tf"]["images_per_s"], 1.8, ">="),
+              ("LiteRT vs TF max abs feature difference <= 1e-4", lambda: r["diff"], 1e-4, "<="),
+              ("test accuracy (cold) >= 0.90", lambda: ok["cold"]["accuracy"], 0.90, ">="),
+              ("peak RSS MB <= 2500", lambda: max(x["rss_mb"] for x in ok.values()), 2500, "<="),
+              ("peak RSS growth MB, 5k -> large set < 500", lambda: max(
+                  ok["cold-large"]["rss_mb"] - ok["cold"]["rss_mb"], ok["warm-large"]["rss_mb"] - ok["warm"]["rss_mb"]),
+               500, "<")]
     out = []
     for what, value, limit, op in checks:
-        ok = {"<=": value <= limit, ">=": value >= limit, "<": value < limit}[op]
-        out.append(f"- {what}: {value:.3g} — {'met' if ok else 'NOT met'}")
-    out.append(f"- LiteRT vs TF features: max abs difference {r['diff']:.2e}; conversion "
-               f"{r['litert'].get('convert_s') or 0:.1f} s (once per module); module build {r['setup']['build_s']:.1f} s (once)")
+        try:
+            v = value()
+        except (KeyError, TypeError):  # a step failed, was skipped or has no accuracy
+            out.append(f"- {what}: not measured")
+            continue
+        met = {"<=": v <= limit, ">=": v >= limit, "<": v < limit}[op]
+        out.append(f"- {what}: {v:.3g} — {'met' if met else 'NOT met'}")
+    once = [f"{what} {ok[step][key]:.1f} s" for what, step, key in
+            [("LiteRT conversion", "litert", "convert_s"), ("module build", "setup", "build_s")]
+            if ok.get(step, {}).get(key) is not None]
+    out.append(f"- one-time costs, kept with the module: {', '.join(once) or 'none measured'}")
     return "\n".join(out)
 
 
