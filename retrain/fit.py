@@ -97,7 +97,7 @@ def train_and_export(config: Config, labels: list[str], train_set: list[data.Exa
         classifier, labels=labels, image_size=image_size, base_dir=config.output_dir / "saved_model",
         version=version, max_pixels=config.max_pixels,
         warmup_images=[e.path.read_bytes() for e in val_set[:WARMUP_IMAGES]],
-        info={"module": config.module, "module_path": info.path, "module_fingerprint": info.fingerprint,
+        info={"module_handle": config.module, "module_path": info.path, "module_fingerprint": info.fingerprint,
               "metrics": {"val_accuracy": accuracy, "epochs": epochs}})
     log.info("SavedModel written to %s", saved)
     lite = _tflite(config, saved, run_dir, train_set, val_set, image_size) if config.tflite else None

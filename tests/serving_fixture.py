@@ -156,7 +156,7 @@ def build_serving_export(fake_module: Path, root: Path) -> ServingExport:
         (samples_dir / f"{name}.bin").write_bytes(data)
     skew = model(decode_resize(tf.constant(samples["jpeg"]), IMAGE_SIZE, MAX_PIXELS)[None], training=False)
     expect = {"labels": LABELS, "image_size": IMAGE_SIZE, "max_pixels": MAX_PIXELS, "mixed_batch": MIXED_BATCH,
-              "module_handle": str(fake_module), "warmup_records": 2,
+              "module_handle": str(fake_module), "warmup_records": 2, "metrics": {"val_accuracy": 0.91},
               "skew_jpeg_scores": skew.numpy()[0].tolist(), "solid_colours": SOLID_COLOURS,
               "solid_scores": model(solid_images(), training=False).numpy().tolist()}
     (samples_dir / "expect.json").write_text(json.dumps(expect, ensure_ascii=False), encoding="utf-8")

@@ -62,3 +62,40 @@ def test_forbidden_imports_look_uninstalled():
     with pytest.raises(ModuleNotFoundError):
         finder.find_spec("tensorflow_hub")
     assert finder.find_spec("tensorflow") is None
+
+
+def test_a_retrain_runs_newest_version_passes_every_check(serving_export, fake_module, tmp_path):
+    """The exporter's own fixture aside, what `retrain.run` publishes passes the whole contract too.
+
+    Expected scores come from the run's float signature on the training pipeline's decoding of each
+    sample, so the skew check compares bytes-in serving with what training fed the head.
+    """
+    import tensorflow as tf
+
+    import retrain
+    from conftest import colour_set, write_images
+    from retrain.preprocess import decode_resize
+    from serving_fixture import IMAGE_SIZE, MAX_PIXELS, solid_images
+
+    images = write_images(tmp_path / "imgs", colour_set(n=6))
+    out = tmp_path / "out"
+    for _ in range(2):  # the newest of two versions is the one checked
+        result = retrain.run(retrain.Config(images=images, module=str(fake_module), output=out, epochs=20,
+                                            image_size=IMAGE_SIZE))
+    assert result.saved_model_dir == out / "saved_model" / "2"
+    images_sig = tf.saved_model.load(str(result.saved_model_dir)).signatures["serving_images"]
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for path in serving_export.samples_dir.glob("*.bin"):
+        (samples / path.name).write_bytes(path.read_bytes())
+    jpeg = decode_resize(tf.constant((samples / "jpeg.bin").read_bytes()), IMAGE_SIZE, MAX_PIXELS)[None]
+    expect = json.loads((serving_export.samples_dir / "expect.json").read_text(encoding="utf-8"))
+    expect |= {"labels": result.labels, "module_handle": str(fake_module),
+               "warmup_records": min(3, sum(result.val_counts.values())),
+               "metrics": {"val_accuracy": result.val_accuracy, "epochs": result.epochs},
+               "skew_jpeg_scores": images_sig(images=jpeg)["scores"].numpy()[0].tolist(),
+               "solid_scores": images_sig(images=tf.constant(solid_images()))["scores"].numpy().tolist()}
+    (samples / "expect.json").write_text(json.dumps(expect), encoding="utf-8")
+    returncode, report, stderr = run_script(result.saved_model_dir, samples)
+    failed = {name: value for name, value in report.items() if value != "ok"}
+    assert returncode == 0 and set(report) == set(serve_check.CHECKS), (failed, stderr)
