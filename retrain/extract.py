@@ -90,24 +90,25 @@ def _allocate(n: int, dim: int, workdir: Path) -> np.ndarray:
 
 
 def _decoder(image_size: int, max_pixels: int):
-    """A traced function: string [n] of encoded images -> float32 [n, S, S, 3]."""
-    return tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
-                       input_signature=[tf.TensorSpec([None], tf.string)])
+    """A traced function: one encoded image (string scalar) -> float32 [S, S, 3].
+
+    One call per image, not decode_batch's map_fn over the batch: the While loop of map_fn made
+    decoding 310 instead of 520 images/s here, and the pixels are the same function's.
+    """
+    return tf.function(lambda image: preprocess.decode_resize(image, image_size, max_pixels),
+                       input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def _decode(decoder, items: list[tuple[str, Path]]) -> np.ndarray:
-    """Decode one batch; on failure find the file to blame, one image at a time."""
-    blobs = [Path(path).read_bytes() for _, path in items]
-    try:
-        return decoder(tf.constant(blobs)).numpy()
-    except tf.errors.InvalidArgumentError:
-        for (_, path), blob in zip(items, blobs):
-            try:
-                decoder(tf.constant([blob]))
-            except tf.errors.InvalidArgumentError as err:
-                raise RetrainError(f"{path}: found bytes that do not decode as an image ({err.message.splitlines()[0]}), "
-                                   "expected JPEG, PNG, GIF, BMP or still WebP") from None
-        raise
+    """Decode one batch -> float32 [n, S, S, 3]; a file that does not decode is named in the error."""
+    decoded = []
+    for _, path in items:
+        try:
+            decoded.append(decoder(tf.constant(Path(path).read_bytes())).numpy())
+        except tf.errors.InvalidArgumentError as err:
+            raise RetrainError(f"{path}: found bytes that do not decode as an image ({err.message.splitlines()[0]}), "
+                               "expected JPEG, PNG, GIF, BMP or still WebP") from None
+    return np.stack(decoded)
 
 
 def _run(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int):
