@@ -119,20 +119,21 @@ class FeatureCache:
         """Feature width D of the cached rows, None while the namespace is empty."""
         return self._dim
 
-    def copy_into(self, out: np.ndarray, keys: list[str], rows: list[int]) -> None:
-        """out[rows[i]] = features of keys[i] (all must be cached), reading shard by shard from disk.
+    def read(self, keys: list[str], rows: list[int]):
+        """Yield (rows, float32 [n, D] features) covering every (keys[i] -> rows[i]); all keys must be cached.
 
-        One shard is mapped at a time and unmapped after, so resident memory stays one shard above out.
+        Shard by shard, each mapped only while its rows are copied out, so resident memory stays at one
+        shard however large the cache.
         """
         where = np.array([self._where[k.encode()] for k in keys], dtype=np.int64).reshape(-1, 2)
         rows_array = np.asarray(rows, dtype=np.int64)
         for number in np.unique(where[:, 0]):
             pick = where[:, 0] == number
             source = where[pick, 1]
-            order = np.argsort(source)  # ascending offsets read the mmap front to back
+            order = np.argsort(source)  # ascending offsets read the file front to back
             features = np.load(self._shards[number], mmap_mode="r")
-            out[rows_array[pick][order]] = features[source[order]]
-            del features  # unmap now: a 60,000-row cache would otherwise stay resident
+            yield rows_array[pick][order], np.array(features[source[order]])
+            del features
 
     def writer(self, shard_rows: int = SHARD_ROWS) -> ShardWriter:
         return ShardWriter(self.folder, shard_rows)

@@ -31,7 +31,8 @@ def _write(folder: Path, keys: list[int], shard_rows: int = 4) -> None:
 
 def _read(cache: FeatureCache, keys: list[int]) -> np.ndarray:
     out = np.full([len(keys), DIM], np.nan, np.float32)
-    cache.copy_into(out, [_key(k) for k in keys], list(range(len(keys))))
+    for rows, features in cache.read([_key(k) for k in keys], list(range(len(keys)))):
+        out[rows] = features
     return out
 
 
