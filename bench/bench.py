@@ -48,11 +48,13 @@ def measure(name: str, argv: list[str], work: Path, env: dict) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {}
     # The 1-minute load average after the step: above ~2 on 2 cores, someone else was running too.
-    result.update(step=name, wall=wall, rss_mb=usage.ru_maxrss / 1024, load=os.getloadavg()[0])  # KiB on Linux
+    # CPU seconds suffer less than wall time when other processes share the cores.
+    result.update(step=name, wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_mb=usage.ru_maxrss / 1024,
+                  load=os.getloadavg()[0])  # ru_maxrss is in KiB on Linux
     if process.returncode != 0:  # keep going: one broken step should not cost the other measurements
         result["failed"] = f"exit code {process.returncode}, see {log}"
         print(f"{name} FAILED: {result['failed']}", file=sys.stderr, flush=True)
-    print(f"{name}: {wall:.1f} s, peak RSS {result['rss_mb']:.0f} MB, load {result['load']:.1f}",
+    print(f"{name}: {wall:.1f} s, CPU {result['cpu']:.1f} s, peak RSS {result['rss_mb']:.0f} MB, load {result['load']:.1f}",
           file=sys.stderr, flush=True)
     return result
 
@@ -132,13 +134,14 @@ def run_all(args: argparse.Namespace, env: dict) -> dict:
         r["diff"] = float(np.abs(np.load(work / "litert.npy") - np.load(work / "tf.npy")).max())
     r["cold"] = retrain_run("cold", train, work, env, "--cache-dir", str(work / "cache"))
     r["warm"] = retrain_run("warm", train, work, env, "--cache-dir", str(work / "cache"))
-    r["no-cache"] = retrain_run("no-cache", train, work, env, "--no-cache", "--epochs", "5")
+    if "no-cache" not in args.skip:
+        r["no-cache"] = retrain_run("no-cache", train, work, env, "--no-cache", "--epochs", "5")
     if args.large:
         shutil.rmtree(work / "cache-large", ignore_errors=True)
         r["cold-large"] = retrain_run("cold-large", args.large, work, env, "--cache-dir", str(work / "cache-large"))
         r["warm-large"] = retrain_run("warm-large", args.large, work, env, "--cache-dir", str(work / "cache-large"))
     for name in ("cold", "warm", "no-cache"):
-        if not r[name].get("failed"):
+        if name in r and not r[name].get("failed") and "accuracy" not in args.skip:
             r[name]["accuracy"] = accuracy(work / name, test, env)
             print(f"{name}: test accuracy {r[name]['accuracy']}", file=sys.stderr, flush=True)
     return r
@@ -149,18 +152,19 @@ def table(r: dict, n_train: int, n_large: int | None) -> str:
     bare = r["bare"]["wall"]
     rows = [("bare", f"bare TF pass over {n_train:,} images", r["bare"]),
             ("cold", "retrain, empty cache", r["cold"]), ("warm", "retrain, same cache", r["warm"]),
-            ("no-cache", "retrain --no-cache --epochs 5", r["no-cache"]),
+            ("no-cache", "retrain --no-cache --epochs 5", r.get("no-cache")),
             ("litert", "extraction, LiteRT", r["litert"]), ("tf", "extraction, TensorFlow", r["tf"])]
     if "cold-large" in r:
         rows += [("cold-large", f"retrain, empty cache, {n_large:,} images", r["cold-large"]),
                  ("warm-large", f"retrain, same cache, {n_large:,} images", r["warm-large"])]
-    lines = ["| step | what | wall s | × bare | peak RSS MB | images/s | test accuracy | load after |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, what, x in rows:
+    lines = ["| step | what | wall s | × bare | CPU s | × bare | peak RSS MB | images/s | test accuracy | load after |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, what, x in [row for row in rows if row[2] is not None]:
         speed = f"{x['images_per_s']:.0f}" if "images_per_s" in x else "failed" if x.get("failed") else ""
         acc = f"{x['accuracy']:.4f}" if x.get("accuracy") is not None else "failed" if x.get("failed") else ""
-        lines.append(f"| {name} | {what} | {x['wall']:.1f} | {x['wall'] / bare:.2f} | {x['rss_mb']:.0f} | {speed} "
-                     f"| {acc} | {x['load']:.1f} |")
+        cpu = f"{x['cpu']:.1f} | {x['cpu'] / r['bare']['cpu']:.2f}" if "cpu" in x else " | "
+        lines.append(f"| {name} | {what} | {x['wall']:.1f} | {x['wall'] / bare:.2f} | {cpu} | {x['rss_mb']:.0f} "
+                     f"| {speed} | {acc} | {x['load']:.1f} |")
     return "\n".join(lines)
 
 
@@ -204,6 +208,8 @@ def main() -> None:
     parser.add_argument("--large", type=Path, help="a larger training folder: cold and warm runs for RSS growth")
     parser.add_argument("--work", type=Path, default=Path("/tmp/retrain-bench"))
     parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument("--skip", type=lambda v: set(v.split(",")), default=set(),
+                        help="comma-separated steps to leave out: no-cache, accuracy (for a quick rerun)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     # A private module folder: the one-time build and LiteRT conversion are measured, not inherited.

@@ -25,7 +25,8 @@ if [ "${LARGE:-1}" != 0 ]; then
 fi
 
 {
-    echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GB RAM"
+    echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GB RAM," \
+         "$(lscpu | grep -o -E 'avx512(f|_bf16|_vnni)|amx_[a-z0-9]+' | sort -u | tr '\n' ' ')"
     echo "tensorflow $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("tensorflow"))')," \
          "ai-edge-litert $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("ai-edge-litert"))')"
     echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
