@@ -70,6 +70,21 @@ def extract_features(paths: list[Path], *, module, image_size: int, engine: str,
     return out.finish()
 
 
+def read_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """float32 [len(rows), D] copy of features[rows] for a result of extract_features.
+
+    Indexing the returned memmap directly keeps every page it touched mapped, so an epoch over 60,000
+    rows leaves ~300 MB counted as resident; this reads through a short-lived mapping instead.
+    """
+    if not isinstance(features, np.memmap):
+        return np.asarray(features[rows], np.float32)
+    mapping = np.load(features.filename, mmap_mode="r")
+    try:
+        return np.array(mapping[rows], np.float32)
+    finally:
+        del mapping
+
+
 def _open_cache(cache_dir: Path, module, image_size: int) -> FeatureCache:
     """The cache namespace of this module at this size and preprocessing."""
     ident = dict(module=module.handle or module.path, fingerprint=module.fingerprint, image_size=image_size,

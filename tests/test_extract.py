@@ -124,6 +124,14 @@ def test_large_results_are_a_memmap_under_workdir(images, module, tmp_path, monk
     assert isinstance(run(images, module, tmp_path), np.memmap)  # the cache path too
 
 
+def test_read_rows_equals_indexing_for_memmaps_and_arrays(images, module, tmp_path, monkeypatch):
+    monkeypatch.setattr(extract, "MEMMAP_BYTES", 0)
+    features = run(images, module, tmp_path)
+    rows = np.array([5, 0, 2])
+    np.testing.assert_array_equal(extract.read_rows(features, rows), np.asarray(features)[rows])
+    np.testing.assert_array_equal(extract.read_rows(np.asarray(features), rows), np.asarray(features)[rows])
+
+
 def test_litert_matches_tensorflow_and_converts_once(images, module, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="retrain.engines"):
         lite = run(images, module, tmp_path, engine="litert", cache=False, batch_size=3)
