@@ -38,10 +38,11 @@ def file_digest(path: Path) -> str:
 
 def extract_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
                      batch_size: int, max_pixels: int, workdir: Path) -> np.ndarray:
-    """float32 [len(paths), D] features in the order of paths (np.memmap under workdir when large).
+    """float32 [len(paths), D] features in the order of paths, duplicates included.
 
-    module has .handle, .path (local SavedModel), .fingerprint; engine is auto|litert|tf; cache_dir None
-    neither reads nor writes the cache. The caller owns workdir and the memmap file left there.
+    Above MEMMAP_BYTES the result is a read-only np.memmap of a .npy file under workdir (read it in
+    chunks with read_rows); the caller owns workdir and that file. module has .handle, .path (local
+    SavedModel) and .fingerprint; engine is auto|litert|tf; cache_dir None neither reads nor writes the cache.
     Raises RetrainError for a file that is not a decodable image.
     """
     if not paths:
