@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from retrain import model
+from retrain import extract, model
 from retrain.config import Config
 
 log = logging.getLogger(__name__)
@@ -15,10 +15,14 @@ CHUNK_ROWS = 16384  # feature rows held in memory at once (84 MB at D=1280): bou
 
 
 def _chunks(features: np.ndarray, labels: np.ndarray, order: np.ndarray):
-    """(float32 [C, D], int32 [C]) tensors of the rows in `order`, CHUNK_ROWS at a time, read in file order."""
+    """(float32 [C, D], int32 [C]) tensors of the rows in `order`, CHUNK_ROWS at a time, read in file order.
+
+    `features` must be extract_features' whole result (never a slice of its memmap): read_rows maps
+    the file afresh for each chunk, so the pages read do not stay resident.
+    """
     for start in range(0, len(order), CHUNK_ROWS):
         rows = np.sort(order[start:start + CHUNK_ROWS])
-        yield tf.constant(np.asarray(features[rows], np.float32)), tf.constant(labels[rows])
+        yield tf.constant(extract.read_rows(features, rows)), tf.constant(labels[rows])
 
 
 class HeadTrainer:
@@ -53,23 +57,23 @@ class HeadTrainer:
         hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=1, output_type=tf.int32), y), tf.float32))
         return self.loss(y, scores) * tf.cast(tf.shape(x)[0], tf.float32), hits
 
-    def epoch(self, features: np.ndarray, labels: np.ndarray) -> None:
-        """One pass over all rows in a fresh random order."""
-        if len(labels) <= CHUNK_ROWS:
-            self._cached = self._cached or list(_chunks(features, labels, np.arange(len(labels))))
+    def epoch(self, features: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> None:
+        """One pass over features[rows] in a fresh random order."""
+        if len(rows) <= CHUNK_ROWS:
+            self._cached = self._cached or list(_chunks(features, labels, rows))
             chunks = self._cached
         else:
-            chunks = _chunks(features, labels, self.rng.permutation(len(labels)))
+            chunks = _chunks(features, labels, self.rng.permutation(rows))
         for x, y in chunks:
             self._train_chunk(x, y)
 
-    def evaluate(self, features: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        """(mean cross-entropy, accuracy in [0, 1]) without dropout."""
+    def evaluate(self, features: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy in [0, 1]) of features[rows] without dropout."""
         total_loss = total_hits = 0.0
-        for x, y in _chunks(features, labels, np.arange(len(labels))):
+        for x, y in _chunks(features, labels, rows):
             loss, hits = self._chunk_stats(x, y)
             total_loss, total_hits = total_loss + float(loss), total_hits + float(hits)
-        return total_loss / len(labels), total_hits / len(labels)
+        return total_loss / len(rows), total_hits / len(rows)
 
 
 def fit(features: np.ndarray, labels: np.ndarray, n_train: int, num_classes: int, config: Config):
@@ -80,11 +84,12 @@ def fit(features: np.ndarray, labels: np.ndarray, n_train: int, num_classes: int
     """
     head = model.build_head(features.shape[1], num_classes, config.dropout)
     trainer = HeadTrainer(head, config.learning_rate, config.batch_size, config.seed)
+    train_rows, val_rows = np.arange(n_train), np.arange(n_train, len(labels))
     log.info("training the new layer on %d cached feature vectors (up to %d epochs)", n_train, config.epochs)
     best = (np.inf, 0.0, 0, head.get_weights())
     for epoch in range(1, config.epochs + 1):
-        trainer.epoch(features[:n_train], labels[:n_train])
-        val_loss, val_acc = trainer.evaluate(features[n_train:], labels[n_train:])
+        trainer.epoch(features, labels, train_rows)
+        val_loss, val_acc = trainer.evaluate(features, labels, val_rows)
         model.log_epoch(epoch, config.epochs, val_loss, val_acc)
         if val_loss < best[0]:
             best = (val_loss, val_acc, epoch, head.get_weights())
