@@ -1,9 +1,10 @@
 """Engines that run the frozen module on float32 image batches: TensorFlow or a LiteRT conversion.
 
 Both take float32 [n, S, S, 3] in [0, 1] and return float32 [n, D]. On a 2-core CPU the LiteRT
-interpreter (XNNPACK) runs EfficientNet-Lite0 about twice as fast as TensorFlow, with features that
-agree to ~1e-5, so `auto` converts the module once, keeps the flatbuffer next to the built modules and
-reuses it; a module that does not convert falls back to TensorFlow.
+interpreter (XNNPACK) ran the bundled EfficientNet-Lite0 at 184 images/s against TensorFlow's 168
+(docs/benchmarks.md; the 2x seen elsewhere was before batch norm was folded), with features that
+agree to ~1e-5, so `auto` converts the module once, keeps the flatbuffer next to the built modules
+and reuses it; a module that does not convert falls back to TensorFlow.
 """
 from __future__ import annotations
 
