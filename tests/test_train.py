@@ -92,3 +92,28 @@ def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path
 def test_run_records_the_split(colour_images, fake_module, tmp_path, split):
     result = train(colour_images, fake_module, tmp_path / "out", validation_split=split)
     assert sum(result.train_counts.values()) + sum(result.val_counts.values()) == 36
+
+
+@pytest.mark.parametrize("engine, atol", [("tf", 1e-5), ("litert", 1e-4)])
+def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_module, tmp_path, engine, atol):
+    """The exported model (module + head + decoding) answers what the trained head said on the features."""
+    import tensorflow as tf
+
+    from retrain import data, extract, modules, preprocess
+
+    cache = tmp_path / "cache"
+    result = train(colour_images, fake_module, tmp_path / "out", engine=engine, cache_dir=cache)
+    loaded = tf.saved_model.load(str(result.saved_model_dir))
+    # The export names variables by position; the head's are the only [8, 3] and [3] ones.
+    reader = tf.train.load_checkpoint(str(result.saved_model_dir / "variables" / "variables"))
+    by_shape = {tuple(shape): name for name, shape in reader.get_variable_to_shape_map().items()}
+    kernel, bias = reader.get_tensor(by_shape[(8, 3)]), reader.get_tensor(by_shape[(3,)])
+    paths = [e.path for e in data.scan(colour_images)[1]]
+    features = extract.extract_features(paths, module=modules.load_info(str(fake_module)), image_size=32,
+                                        engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
+                                        workdir=tmp_path / "work")
+    head_scores = tf.nn.softmax(features @ kernel + bias).numpy()
+    images = preprocess.decode_batch(tf.constant([p.read_bytes() for p in paths]), 32, 10**6)
+    served = loaded.signatures["serving_images"](images=images)["scores"].numpy()
+    np.testing.assert_allclose(served, head_scores, atol=atol)
+    assert (served.argmax(1) == head_scores.argmax(1)).all()
