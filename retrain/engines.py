@@ -20,15 +20,9 @@ import tensorflow as tf
 
 from retrain.config import module_home
 from retrain.errors import RetrainError
+from retrain.modules import feature_output, tf1_signature
 
 log = logging.getLogger(__name__)
-
-
-def _features(outputs):
-    """The feature tensor of a module's outputs: a tensor, or a dict as TF1 Hub format modules return."""
-    if isinstance(outputs, dict):
-        return outputs.get("default", outputs.get("feature_vector", next(iter(outputs.values()))))
-    return outputs
 
 
 def _forward(loaded):
@@ -36,15 +30,14 @@ def _forward(loaded):
     if callable(loaded):  # TF2 reusable SavedModel: __call__(images[, training])
         def call(images):
             try:
-                return _features(loaded(images, training=False))
+                return feature_output(loaded(images, training=False))
             except (TypeError, ValueError):  # no concrete function takes `training`
-                return _features(loaded(images))
+                return feature_output(loaded(images))
         return call
     # TF1 Hub format (or a plain export): the same signature retrain.modules read the contract from.
-    signatures = loaded.signatures
-    signature = signatures.get("default") or signatures.get("serving_default") or next(iter(signatures.values()))
+    signature = tf1_signature(loaded.signatures)
     name = next(key for key, spec in signature.structured_input_signature[1].items() if spec.shape.rank == 4)
-    return lambda images: _features(signature(**{name: images}))
+    return lambda images: feature_output(signature(**{name: images}))
 
 
 def _traced(module_path: str, image_size: int) -> tuple[object, tf.types.experimental.ConcreteFunction]:

@@ -32,11 +32,12 @@ def evaluate(model: Path, images: Path, batch_size: int = 64) -> Evaluation:
     Folder names must be labels of the model; raises RetrainError naming the first one that is not.
     """
     import tensorflow as tf
+    from retrain.export import BYTES_INPUT, BYTES_SIGNATURE
     from retrain.predict import find_version
 
     version = find_version(Path(model))
     folder_labels, examples = data.scan(images)
-    serve = tf.saved_model.load(str(version)).signatures["serving_default"]
+    serve = tf.saved_model.load(str(version)).signatures[BYTES_SIGNATURE]
     model_labels = [line for line in (version / "assets.extra" / "labels.txt").read_text("utf-8").splitlines()]
     unknown = [name for name in folder_labels if name not in model_labels]
     if unknown:
@@ -47,7 +48,7 @@ def evaluate(model: Path, images: Path, batch_size: int = 64) -> Evaluation:
     log.info("evaluating %s on %d images", version, len(examples))
     for start in range(0, len(examples), batch_size):
         batch = [e.path.read_bytes() for e in examples[start:start + batch_size]]
-        scores = serve(image_bytes=tf.constant(batch))["scores"].numpy()
+        scores = serve(**{BYTES_INPUT: tf.constant(batch)})["scores"].numpy()
         predicted[start:start + len(batch)] = scores.argmax(axis=1)
     confusion = np.zeros((len(model_labels), len(model_labels)), np.int64)
     np.add.at(confusion, (truth, predicted), 1)

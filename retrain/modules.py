@@ -177,6 +177,19 @@ def fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def tf1_signature(signatures):
+    """The signature a TF1 Hub format module (or a plain export) computes features with."""
+    return signatures.get("default") or signatures.get("serving_default") or next(iter(signatures.values()))
+
+
+def feature_output(outputs):
+    """The feature vector among a module's outputs: the output itself, or from a dict (TF1 Hub format
+    names it "default")."""
+    if isinstance(outputs, dict):
+        return outputs.get("default", outputs.get("feature_vector", next(iter(outputs.values()))))
+    return outputs
+
+
 def _image_function_specs(obj, path: str):
     """(input TensorSpec [N, H, W, 3], output shape) of the module's __call__, else of its TF1 signature."""
     import tensorflow as tf
@@ -184,14 +197,11 @@ def _image_function_specs(obj, path: str):
     functions = list(getattr(getattr(obj, "__call__", None), "concrete_functions", None) or [])
     signatures = getattr(obj, "signatures", None) or {}
     if not functions and signatures:
-        functions = [signatures.get("default") or signatures.get("serving_default") or next(iter(signatures.values()))]
+        functions = [tf1_signature(signatures)]
     for function in functions:
         inputs = [s for s in tf.nest.flatten(function.structured_input_signature)
                   if isinstance(s, tf.TensorSpec) and s.shape.rank == 4]
-        outputs = function.structured_outputs
-        if isinstance(outputs, dict):  # TF1 Hub format names the feature vector "default"
-            outputs = outputs.get("default", outputs.get("feature_vector", next(iter(outputs.values()))))
-        flat = tf.nest.flatten(outputs)
+        flat = tf.nest.flatten(feature_output(function.structured_outputs))
         if inputs and len(flat) == 1:
             return inputs[0], flat[0].shape
     raise RetrainError(f"--module: {path} has no function taking float32 images [N, H, W, 3] to one output; "
