@@ -1,4 +1,14 @@
-"""The one exception type a user can fix."""
+"""The one exception type a user can fix, and the one way a TensorFlow error becomes a line for a user."""
+from __future__ import annotations
+
+import re
+
+# Lines TensorFlow wraps around an op's own message when it is raised from a traced function,
+# a tf.data pipeline or a loaded signature.
+_NOISE = re.compile(r"\s*(Graph execution error:|Detected at node|<stack traces unavailable>|\[\[|"
+                    r"Traceback|File \"|\t|Error in user-defined function passed to)")
+_DECORATIONS = re.compile(r"\{\{[^}]*\}\}|\[Op:[^]]*\]( name: [^\s]*)?|^[A-Za-z]*Error:\s*")
+MAX_REASON = 300  # characters: a reason is one line on a terminal, not a dump
 
 
 class RetrainError(Exception):
@@ -6,10 +16,30 @@ class RetrainError(Exception):
 
     The message is one line naming the file or option, what was found and what was expected.
     The command line prints it and exits with `exit_code` (1 unless a documented case says otherwise,
-    such as 3 for a TFLite export that lost too much accuracy); anything else is our bug and keeps
-    its traceback.
+    such as 3 for a model below a quality bar); anything else is our bug and keeps its traceback.
     """
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def reason(error: BaseException) -> str:
+    """The real reason of an error in one line, without TensorFlow's preamble and node decorations.
+
+    For a tf.errors.OpError raised inside a tf.function, a tf.data pipeline or a loaded signature this
+    is the failing op's own message ("Invalid PNG data, size 100"), with the text of a failed
+    tf.debugging.Assert unwrapped; for anything else, its first line. Never empty, at most MAX_REASON
+    characters. Works without importing TensorFlow.
+    """
+    text = getattr(error, "message", None) or str(error)
+    lines = [line for line in text.splitlines() if line.strip() and not _NOISE.match(line)]
+    line = _DECORATIONS.sub("", lines[0] if lines else "").strip().rstrip(".")
+    match = re.fullmatch(r"assertion failed: \[(.*)\]", line)
+    line = match.group(1) if match else line
+    return (line or type(error).__name__)[:MAX_REASON]
+
+
+def skip_line(path, why: str) -> str:
+    """How every stage reports a file it leaves out: extraction, --no-cache training, evaluate."""
+    return f"skipped {path}: {why}"
