@@ -12,14 +12,14 @@ import logging
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from retrain import fs, native
 from retrain.config import module_home
-from retrain.errors import RetrainError
+from retrain.errors import RetrainError, reason
 from retrain.modules import feature_output, tf1_signature
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,7 @@ def convert(module_path: str, image_size: int, destination: Path) -> None:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     flatbuffer = converter.convert()
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".tmp-{uuid.uuid4().hex}-{destination.name}")
-    tmp.write_bytes(flatbuffer)
-    os.replace(tmp, destination)
+    fs.write_atomic(destination, flatbuffer)
 
 
 class LiteRTEngine:
@@ -91,7 +89,8 @@ class LiteRTEngine:
     def __init__(self, model_path: Path, batch_size: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(model_path), num_threads=os.cpu_count())
+        with native.quiet():  # "Created TensorFlow Lite XNNPACK delegate for CPU." on stderr
+            self._interpreter = Interpreter(model_path=str(model_path), num_threads=os.cpu_count())
         (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         self._input, self._output = inp["index"], out["index"]
         self._shape = [batch_size, *inp["shape"][1:]]
@@ -110,22 +109,27 @@ class LiteRTEngine:
 
 
 def open_engine(engine: str, module, image_size: int, batch_size: int):
-    """An engine for module at image_size: 'tf', 'litert' (RetrainError if it cannot) or 'auto'."""
+    """An engine for module at image_size: 'tf', 'litert' (RetrainError if it cannot) or 'auto'.
+
+    auto: TensorFlow when a GPU is visible (LiteRT's XNNPACK runs on the CPU only), else LiteRT,
+    converting the module once, and TensorFlow again when the module does not convert.
+    """
     if engine == "tf":
+        return TFEngine(module.path, image_size)
+    if engine == "auto" and tf.config.list_physical_devices("GPU"):
+        log.info("GPU found: extracting features with TensorFlow on it")
         return TFEngine(module.path, image_size)
     path = litert_path(module.fingerprint, image_size)
     try:
-        if path.exists():
-            log.info("LiteRT: reusing %s", path)
-        else:
+        if not path.exists():
             start = time.perf_counter()
             convert(module.path, image_size, path)
-            log.info("LiteRT: converted once in %.1f s to %s", time.perf_counter() - start, path)
+            log.info("LiteRT: converted the module once in %.1f s", time.perf_counter() - start)
+        log.debug("LiteRT model %s", path)
         return LiteRTEngine(path, batch_size)
     except Exception as err:  # the converter raises many types (ConverterError, ValueError, RuntimeError...)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if engine == "litert":
-            raise RetrainError(f"--engine litert: found a module LiteRT cannot run ({reason}), "
+            raise RetrainError(f"--engine litert: found a module LiteRT cannot run ({reason(err)}), "
                                "expected a convertible module or --engine tf/auto") from err
-        log.warning("LiteRT unavailable for this module (%s); extracting with TensorFlow", reason)
+        log.warning("LiteRT cannot run this module (%s); extracting with TensorFlow", reason(err))
         return TFEngine(module.path, image_size)

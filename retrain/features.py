@@ -2,194 +2,194 @@
 
 Files are keyed by the SHA-256 of their bytes, so renamed, moved or duplicated images are found in
 the cache and an edited image is not. Only the missing ones are decoded (retrain.preprocess, the very
-function the serving graph embeds) and run through an engine (retrain.engines), batch by batch.
+function the serving graph embeds) and run through an engine (retrain.engines), batch by batch. A file
+that does not decode is skipped with its reason; the rest of its batch is kept.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-import os
-import time
-import uuid
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from retrain import engines, preprocess
 from retrain.cache import FeatureCache, namespace
-from retrain.errors import RetrainError
+from retrain.errors import reason, skip_line
+from retrain.matrix import FeatureMatrix
 
 log = logging.getLogger(__name__)
 
-MEMMAP_BYTES = 64 << 20  # results larger than this go to a file under workdir, not to RAM
-PROGRESS_SECONDS = 5.0
+
+@dataclasses.dataclass
+class Extraction:
+    """What extract() found: features of every path it could read, and why the others were skipped."""
+    matrix: FeatureMatrix             # float32 [len(paths), D]; rows of skipped files are zeros
+    kept: np.ndarray                  # bool [len(paths)]: the row holds the file's features
+    skipped: list[tuple[Path, str]]   # (path, one-line reason) of each file that did not decode
+    cached: int                       # rows read from the cache
+    extracted: int                    # rows computed by the engine (duplicates of a file count once each)
+    stable = True                     # a trainer may keep rows it read: they never change
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.dim
+
+    def chunks(self, rows: np.ndarray, size: int):
+        """(rows, float32 [<= size, D]) chunks of the kept rows asked for: see FeatureMatrix.chunks."""
+        return self.matrix.chunks(rows, size)
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 hex digest of the file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+    """SHA-256 hex digest of the file's bytes."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def extract_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
-                     batch_size: int, max_pixels: int, workdir: Path) -> np.ndarray:
-    """float32 [len(paths), D] features in the order of paths, duplicates included.
-
-    Above MEMMAP_BYTES the result is a read-only np.memmap of a .npy file under workdir (read it in
-    chunks with read_rows); the caller owns workdir and that file. module has .handle, .path (local
-    SavedModel) and .fingerprint; engine is auto|litert|tf; cache_dir None neither reads nor writes the cache.
-    Raises RetrainError for a file that is not a decodable image.
-    """
-    if not paths:
-        return np.zeros([0, module.feature_dim or 0], np.float32)
-    rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
-    for i, path in enumerate(paths):
-        rows.setdefault(file_digest(path), []).append(i)
-    cache = _open_cache(cache_dir, module, image_size) if cache_dir is not None else None
-    cached = [key for key in rows if cache is not None and key in cache]
-    missing = [key for key in rows if cache is None or key not in cache]
-    log.info("features: %s cached, %s to extract", f"{sum(len(rows[k]) for k in cached):,}",
-             f"{sum(len(rows[k]) for k in missing):,}")
-    runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
-    out = _Result(len(paths), runner.dim if runner else cache.dim, workdir)
-    if cached:
-        for dest, features in cache.read([k for k in cached for _ in rows[k]], [r for k in cached for r in rows[k]]):
-            out.put(dest, features)
-    if missing:
-        with cache.writer() if cache is not None else nullcontext() as writer:
-            for keys, features in _run(runner, [(key, paths[rows[key][0]]) for key in missing], image_size,
-                                       batch_size, max_pixels):
-                copies = [len(rows[key]) for key in keys]  # duplicates get the row of their first path
-                out.put(np.concatenate([rows[key] for key in keys]), np.repeat(features, copies, axis=0))
-                if writer is not None:
-                    writer.add(keys, features)
-    return out.finish()
-
-
-def read_rows(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """float32 [len(rows), D] copy of features[rows] for a result of extract_features.
-
-    Indexing the returned memmap directly keeps every page it touched mapped, so an epoch over 60,000
-    rows leaves ~300 MB counted as resident; this reads through a short-lived mapping instead.
-    """
-    if not isinstance(features, np.memmap):
-        return np.asarray(features[rows], np.float32)
-    mapping = np.load(features.filename, mmap_mode="r")
-    try:
-        return np.array(mapping[rows], np.float32)
-    finally:
-        del mapping
-
-
-def _open_cache(cache_dir: Path, module, image_size: int) -> FeatureCache:
+def open_cache(cache_dir: Path, module, image_size: int) -> FeatureCache:
     """The cache namespace of this module at this size and preprocessing."""
     ident = dict(module=module.handle or module.path, fingerprint=module.fingerprint, image_size=image_size,
                  preprocess=preprocess.PREPROCESS_VERSION)
-    cache = FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
-    log.debug("feature cache %s: %d entries", cache.folder, len(cache))
-    return cache
+    return FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
 
 
-class _Result:
-    """The [n, D] float32 result: an array when small, else a .npy file under workdir.
+def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
+            batch_size: int, max_pixels: int, workdir: Path) -> Extraction:
+    """Features of `paths` in their order, duplicates included, through the cache when cache_dir is set.
 
-    The file is filled with positioned writes, not through a mapping, and handed back as a read-only
-    np.memmap: its pages then count as resident memory only where the caller reads them, so a
-    60,000-row warm run does not hold 300 MB of features just for having written them.
+    module has .handle, .path (local SavedModel), .fingerprint and .feature_dim; engine is auto|litert|tf;
+    workdir is where a large matrix is kept (the caller owns it). Files that do not decode are skipped
+    (and logged once each); they are never cached, so a fixed file is picked up by the next run.
+    """
+    rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
+    for i, path in enumerate(paths):
+        rows.setdefault(file_digest(path), []).append(i)
+    cache = open_cache(cache_dir, module, image_size) if cache_dir is not None else None
+    missing = [key for key in rows if cache is None or key not in cache]
+    cached = [key for key in rows if cache is not None and key in cache]
+    n_cached, n_missing = (sum(len(rows[k]) for k in keys) for keys in (cached, missing))
+    log.info("features: %s cached, %s to extract", f"{n_cached:,}", f"{n_missing:,}")
+    runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
+    dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
+    result = Extraction(FeatureMatrix(len(paths), dim, workdir), np.zeros(len(paths), bool), [], n_cached, 0)
+    if cached:
+        for dest, features in cache.read([k for k in cached for _ in rows[k]], [r for k in cached for r in rows[k]]):
+            result.matrix.put(dest, features)
+            result.kept[dest] = True
+    if missing:
+        items = [(key, paths[rows[key][0]]) for key in missing]
+        with cache.writer() if cache is not None else nullcontext() as writer:
+            for keys, features in run_batches(runner, items, image_size, batch_size, max_pixels, result.skipped):
+                dest = np.concatenate([rows[key] for key in keys])  # duplicates get their first path's row
+                result.matrix.put(dest, np.repeat(features, [len(rows[key]) for key in keys], axis=0))
+                result.kept[dest] = True
+                result.extracted += len(dest)
+                if writer is not None:
+                    writer.add(keys, features)
+    return result
+
+
+class Decoder:
+    """Image files -> float32 [m, S, S, 3] pixels by preprocess.decode_batch, skipping what does not decode.
+
+    Batched in one traced call: on 28x28 PNGs it decoded 2,500 images/s against 700 for one traced call
+    per image, on 800x600 JPEGs 450 against 200 (bench/decode.py; 2 cores, same process, interleaved).
     """
 
-    def __init__(self, n: int, dim: int, workdir: Path) -> None:
-        self.path = None
-        if n * dim * 4 <= MEMMAP_BYTES:
-            self.array = np.zeros([n, dim], np.float32)
-            return
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        self.path = Path(workdir) / f"features-{uuid.uuid4().hex[:8]}.npy"
-        header = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float32, shape=(n, dim))
-        self.offset, self.row_bytes = header.offset, dim * 4
-        del header  # sized (sparse) file with its .npy header; the mapping is not kept
-        self.file = open(self.path, "r+b")
+    def __init__(self, image_size: int, max_pixels: int) -> None:
+        self.image_size = image_size
+        self._decode = tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
+                                   input_signature=[tf.TensorSpec([None], tf.string)])
 
-    def put(self, rows: np.ndarray, features: np.ndarray) -> None:
-        """result[rows[i]] = features[i]."""
-        if self.path is None:
-            self.array[rows] = features
-            return
-        for row, feature in zip(rows.tolist(), np.ascontiguousarray(features, np.float32)):
-            os.pwrite(self.file.fileno(), feature.tobytes(), self.offset + row * self.row_bytes)
+    def __call__(self, paths: list[Path], skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
+        """(pixels of the files that decode, their indices into paths); the others are added to `skipped`.
 
-    def finish(self) -> np.ndarray:
-        if self.path is None:
-            return self.array
-        self.file.close()
-        log.debug("features written to %s", self.path)
-        return np.load(self.path, mmap_mode="r")
-
-
-def _decoder(image_size: int, max_pixels: int):
-    """A traced function: string [n] of encoded images -> float32 [n, S, S, 3], by preprocess.decode_batch.
-
-    Batched in one call: on 28x28 PNGs it decoded 2,500 images/s against 700 for one traced call per
-    image, on 800x600 JPEGs 450 against 200 (bench/decode.py; 2 cores, same process, interleaved).
-    """
-    return tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
-                       input_signature=[tf.TensorSpec([None], tf.string)])
-
-
-def _decode(decoder, items: list[tuple[str, Path]]) -> np.ndarray:
-    """Decode one batch -> float32 [n, S, S, 3]; on failure, retry one by one to name the file."""
-    blobs = [Path(path).read_bytes() for _, path in items]
-    try:
-        return decoder(tf.constant(blobs)).numpy()
-    except tf.errors.InvalidArgumentError:
-        for (_, path), blob in zip(items, blobs):
+        One bad file does not cost its batch: when the batch fails, each file is decoded alone.
+        """
+        blobs, good = [], []
+        for i, path in enumerate(paths):
             try:
-                decoder(tf.constant([blob]))
-            except tf.errors.InvalidArgumentError as err:
-                raise RetrainError(f"{path}: found bytes that do not decode as an image "
-                                   f"({err.message.splitlines()[0]}), expected JPEG, PNG, GIF, BMP or still WebP") from None
-        raise
+                blobs.append(Path(path).read_bytes())
+                good.append(i)
+            except OSError as err:
+                _skip(skipped, path, f"cannot read the file ({err.strerror or err})")
+        try:
+            return self._decode(tf.constant(blobs, tf.string)).numpy(), good
+        except tf.errors.InvalidArgumentError:
+            images, kept = [], []
+            for i, blob in zip(good, blobs):
+                try:
+                    images.append(self._decode(tf.constant([blob]))[0].numpy())
+                    kept.append(i)
+                except tf.errors.InvalidArgumentError as err:
+                    _skip(skipped, paths[i], reason(err))
+            empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
+            return (np.stack(images) if images else empty), kept
 
 
-def _run(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int):
-    """Yield (keys, float32 [n, D]) batch by batch: decode a batch, run it, then the next one.
+def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
+    skipped.append((Path(path), why))
+    log.warning(skip_line(path, why))
+
+
+def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int,
+                skipped: list[tuple[Path, str]]):
+    """Yield (keys, float32 [n, D]) batch by batch for the items (key, path) that decode.
 
     Serial on purpose. The engine already keeps every core busy (XNNPACK runs one thread per core), so a
     decoding thread can only take cores from it: on 2 cores a producer thread one batch ahead cost
     1-1.5 ms more CPU per image and was no faster (docs/benchmarks.md), as tf.data prefetching was.
     """
-    decoder = _decoder(image_size, max_pixels)
-    progress = _Progress(len(items), runner.name)
-    for start in range(0, len(items), batch_size):
-        batch = items[start:start + batch_size]
-        yield [key for key, _ in batch], runner(_decode(decoder, batch))
-        progress.update(len(batch))
-    progress.done()
+    decode = Decoder(image_size, max_pixels)
+    bar = tqdm(total=len(items), unit="img", desc=f"extracting ({runner.name})", leave=False,
+               disable=None if log.isEnabledFor(logging.INFO) else True)
+    with bar:
+        for start in range(0, len(items), batch_size):
+            batch = items[start:start + batch_size]
+            images, good = decode([path for _, path in batch], skipped)
+            if good:
+                yield [batch[i][0] for i in good], runner(images)
+            bar.update(len(batch))
+    rate = bar.format_dict["n"] / max(bar.format_dict["elapsed"], 1e-9)
+    log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{len(items):,}",
+             bar.format_dict["elapsed"], rate, runner.name)
 
 
-class _Progress:
-    """Logs images/s and the time left every few seconds, and a summary at the end."""
+class LiveFeatures:
+    """Features computed afresh on every read: the --no-cache way, the backbone on every image every epoch.
 
-    def __init__(self, total: int, engine: str) -> None:
-        self.total, self.engine, self.count = total, engine, 0
-        self.start = self.last = time.perf_counter()
+    Reads like a FeatureMatrix (chunks), over the rows of `paths`; a file that does not decode is
+    skipped with its reason the first time and left out of every later chunk.
+    """
 
-    def update(self, n: int) -> None:
-        self.count += n
-        now = time.perf_counter()
-        if now - self.last >= PROGRESS_SECONDS and self.count < self.total:
-            self.last = now
-            rate = self.count / (now - self.start)
-            left = (self.total - self.count) / rate
-            log.info("extracting (%s): %s/%s images, %.0f images/s, %d:%02d left", self.engine,
-                     f"{self.count:,}", f"{self.total:,}", rate, left // 60, left % 60)
+    stable = False  # the trainer must not keep chunks across epochs: the backbone runs each time
 
-    def done(self) -> None:
-        seconds = time.perf_counter() - self.start
-        log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{self.count:,}", seconds,
-                 self.count / max(seconds, 1e-9), self.engine)
+    def __init__(self, paths: list[Path], runner, decode: Decoder, batch_size: int) -> None:
+        self.paths, self.runner, self.decode, self.dim = paths, runner, decode, runner.dim
+        self.skipped: list[tuple[Path, str]] = []
+        self._bad: set[int] = set()
+        self.batch_size = batch_size
+
+    @property
+    def kept(self) -> np.ndarray:
+        """bool [len(paths)]: False for the files found not to decode so far."""
+        mask = np.ones(len(self.paths), bool)
+        mask[list(self._bad)] = False
+        return mask
+
+    def chunks(self, rows: np.ndarray, size: int):
+        """Yield (rows that decoded, float32 [n, D]) for `rows`, at most batch_size images at a time."""
+        size = min(size, self.batch_size)
+        for start in range(0, len(rows), size):
+            part = [int(r) for r in rows[start:start + size] if int(r) not in self._bad]
+            before = len(self.skipped)
+            images, good = self.decode([self.paths[r] for r in part], self.skipped)
+            self._bad.update(set(part) - {part[i] for i in good})
+            if len(self.skipped) > before:
+                log.debug("%d more files skipped during --no-cache training", len(self.skipped) - before)
+            if good:
+                yield np.array([part[i] for i in good], np.int64), self.runner(images)

@@ -45,35 +45,5 @@ def adam(learning_rate: float) -> tf_keras.optimizers.Optimizer:
 
 
 def cross_entropy() -> tf_keras.losses.Loss:
-    """Mean cross-entropy of integer labels [B] against softmax scores [B, K]."""
+    """Mean cross-entropy of integer labels [B] against softmax scores [B, K] (weighted by sample_weight)."""
     return tf_keras.losses.SparseCategoricalCrossentropy()
-
-
-def compile_for_training(model: tf_keras.Model, learning_rate: float) -> None:
-    """Adam on sparse categorical cross-entropy; recompile after any change of `trainable`."""
-    model.compile(optimizer=adam(learning_rate), loss=cross_entropy(), metrics=["accuracy"])
-
-
-def early_stopping(patience: int) -> tf_keras.callbacks.Callback:
-    """Stop when validation loss has not improved for `patience` epochs and restore the best weights."""
-    return tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-
-
-def log_epoch(epoch: int, total: int, val_loss: float, val_acc: float) -> None:
-    """The training progress display: every epoch at debug level, every tenth and the first at info."""
-    level = logging.INFO if epoch == 1 or epoch % 10 == 0 else logging.DEBUG
-    log.log(level, "epoch %d/%d  val_loss %.4f  val_acc %.3f", epoch, total, val_loss, val_acc)
-
-
-class EpochLog(tf_keras.callbacks.Callback):
-    """One log line per epoch (loss, accuracy, validation), the training progress display."""
-
-    def __init__(self, total: int):
-        super().__init__()
-        self.total = total
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        log.info("epoch %d/%d  loss %.4f  acc %.3f  val_loss %.4f  val_acc %.3f", epoch + 1, self.total,
-                 logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
-                 logs.get("val_loss", float("nan")), logs.get("val_accuracy", float("nan")))

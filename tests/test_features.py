@@ -1,4 +1,4 @@
-"""Feature extraction: cache hits by content, order of results, LiteRT versus TensorFlow, fallback."""
+"""Feature extraction: cache hits by content, order of results, skipped files, LiteRT versus TensorFlow."""
 from __future__ import annotations
 
 import collections
@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from conftest import colour_set, write_images
-from retrain import engines, extract
+from retrain import engines, matrix
 from retrain.errors import RetrainError
-from retrain.extract import extract_features, file_digest
+from retrain.features import extract, file_digest
 
 # retrain.modules.ModuleInfo carries these fields; a stand-in keeps this file independent of module loading.
 Module = collections.namedtuple("Module", "handle path image_size feature_dim fingerprint")
@@ -32,10 +32,17 @@ def images(tmp_path) -> list[Path]:
     return sorted(write_images(tmp_path / "images", colour_set(4)).rglob("*.png"))
 
 
+def extraction(paths, module, tmp_path, engine="tf", cache=True, **kw):
+    return extract(list(paths), module=module, image_size=kw.pop("image_size", SIZE), engine=engine,
+                   cache_dir=tmp_path / "features" if cache else None, batch_size=kw.pop("batch_size", 5),
+                   max_pixels=10_000_000, workdir=tmp_path / "work", **kw)
+
+
 def run(paths, module, tmp_path, engine="tf", cache=True, **kw) -> np.ndarray:
-    return extract_features(list(paths), module=module, image_size=kw.pop("image_size", SIZE), engine=engine,
-                            cache_dir=tmp_path / "features" if cache else None, batch_size=kw.pop("batch_size", 5),
-                            max_pixels=10_000_000, workdir=tmp_path / "work", **kw)
+    """The whole feature matrix of an extraction where every file decodes."""
+    result = extraction(paths, module, tmp_path, engine, cache, **kw)
+    assert result.kept.all() and not result.skipped
+    return result.matrix.read(np.arange(len(paths)))
 
 
 def expected(paths, module: Module) -> np.ndarray:
@@ -66,7 +73,7 @@ def test_features_follow_the_order_of_paths_including_duplicates(images, module,
     np.testing.assert_allclose(features, expected(paths, module), atol=1e-3)
 
 
-def test_renamed_and_moved_images_hit_the_cache(images, module, tmp_path, monkeypatch, caplog):
+def test_renamed_and_moved_images_hit_the_cache(images, module, tmp_path, monkeypatch):
     first = run(images, module, tmp_path)
     moved = []
     for i, path in enumerate(images):
@@ -74,19 +81,17 @@ def test_renamed_and_moved_images_hit_the_cache(images, module, tmp_path, monkey
         target.parent.mkdir(exist_ok=True)
         moved.append(Path(shutil.move(path, target)))
     forbid_extraction(monkeypatch)
-    with caplog.at_level(logging.INFO, logger="retrain.extract"):
-        again = run(moved, module, tmp_path)
-    np.testing.assert_array_equal(again, first)
-    assert f"features: {len(images)} cached, 0 to extract" in caplog.text
+    again = extraction(moved, module, tmp_path)
+    np.testing.assert_array_equal(again.matrix.read(np.arange(len(moved))), first)
+    assert (again.cached, again.extracted) == (len(images), 0)
 
 
-def test_an_edited_image_misses(images, module, tmp_path, caplog):
+def test_an_edited_image_misses(images, module, tmp_path):
     run(images, module, tmp_path)
     Image.new("RGB", (24, 24), (255, 255, 0)).save(images[2])
-    with caplog.at_level(logging.INFO, logger="retrain.extract"):
-        features = run(images, module, tmp_path)
-    assert f"features: {len(images) - 1} cached, 1 to extract" in caplog.text
-    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
+    result = extraction(images, module, tmp_path)
+    assert (result.cached, result.extracted) == (len(images) - 1, 1)
+    np.testing.assert_allclose(result.matrix.read(np.arange(len(images))), expected(images, module), atol=1e-3)
 
 
 def test_module_fingerprint_and_image_size_get_their_own_namespace(images, module, tmp_path):
@@ -97,16 +102,15 @@ def test_module_fingerprint_and_image_size_get_their_own_namespace(images, modul
     assert len(list((tmp_path / "features").iterdir())) == 3
 
 
-def test_torn_shards_are_recomputed(images, module, tmp_path, caplog):
+def test_torn_shards_are_recomputed(images, module, tmp_path):
     first = run(images, module, tmp_path, batch_size=64)
     (namespace,) = (tmp_path / "features").iterdir()
     (features_file,) = namespace.glob("*.f32.npy")
     features_file.write_bytes(features_file.read_bytes()[:-7])  # killed mid-write, before the rename
     (namespace / ".tmp-0-x.keys.npy").write_bytes(b"")
-    with caplog.at_level(logging.INFO, logger="retrain.extract"):
-        again = run(images, module, tmp_path)
-    assert f"features: 0 cached, {len(images)} to extract" in caplog.text
-    np.testing.assert_allclose(again, first, atol=1e-6)
+    again = extraction(images, module, tmp_path)
+    assert (again.cached, again.extracted) == (0, len(images))
+    np.testing.assert_allclose(again.matrix.read(np.arange(len(images))), first, atol=1e-6)
 
 
 def test_without_cache_dir_nothing_is_written(images, module, tmp_path):
@@ -115,33 +119,48 @@ def test_without_cache_dir_nothing_is_written(images, module, tmp_path):
     assert not (tmp_path / "features").exists()
 
 
-def test_large_results_are_a_memmap_under_workdir(images, module, tmp_path, monkeypatch):
-    monkeypatch.setattr(extract, "MEMMAP_BYTES", 0)
-    features = run(images, module, tmp_path)
-    assert isinstance(features, np.memmap) and Path(features.filename).parent == tmp_path / "work"
-    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
+def test_large_matrices_live_in_a_file_under_workdir(images, module, tmp_path, monkeypatch):
+    monkeypatch.setattr(matrix, "MEMMAP_BYTES", 0)
+    result = extraction(images, module, tmp_path)
+    assert result.matrix.path.parent == tmp_path / "work"
+    np.testing.assert_allclose(result.matrix.read(np.arange(len(images))), expected(images, module), atol=1e-3)
     forbid_extraction(monkeypatch)
-    assert isinstance(run(images, module, tmp_path), np.memmap)  # the cache path too
+    assert extraction(images, module, tmp_path).matrix.path is not None  # filled from the cache too
 
 
-def test_read_rows_equals_indexing_for_memmaps_and_arrays(images, module, tmp_path, monkeypatch):
-    monkeypatch.setattr(extract, "MEMMAP_BYTES", 0)
-    features = run(images, module, tmp_path)
-    rows = np.array([5, 0, 2])
-    np.testing.assert_array_equal(extract.read_rows(features, rows), np.asarray(features)[rows])
-    np.testing.assert_array_equal(extract.read_rows(np.asarray(features), rows), np.asarray(features)[rows])
+@pytest.mark.parametrize("limit", [0, 1 << 30])
+def test_matrix_reads_and_chunks_give_the_rows_put(tmp_path, monkeypatch, limit):
+    monkeypatch.setattr(matrix, "MEMMAP_BYTES", limit)
+    values = np.random.default_rng(0).random((10, 4), dtype=np.float32)
+    m = matrix.FeatureMatrix(10, 4, tmp_path)
+    m.put(np.array([9, 3, 0]), values[[9, 3, 0]])
+    m.put(np.array([1, 2, 4, 5, 6, 7, 8]), values[[1, 2, 4, 5, 6, 7, 8]])
+    np.testing.assert_array_equal(m.read(np.array([5, 0, 2])), values[[5, 0, 2]])
+    chunks = list(m.chunks(np.array([7, 1, 8, 2, 0]), 2))
+    assert [rows.tolist() for rows, _ in chunks] == [[1, 7], [2, 8], [0]]
+    for rows, part in chunks:
+        np.testing.assert_array_equal(part, values[rows])
 
 
-def test_litert_matches_tensorflow_and_converts_once(images, module, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="retrain.engines"):
-        lite = run(images, module, tmp_path, engine="litert", cache=False, batch_size=3)
+def test_one_bad_file_is_skipped_and_its_batch_kept(images, module, tmp_path):
+    images[3].write_bytes(images[3].read_bytes()[:-12])  # a truncated PNG (no IEND) in the first batch of 5
+    result = extraction(images, module, tmp_path)
+    assert result.kept.tolist() == [i != 3 for i in range(len(images))]
+    assert [(p.name, "PNG" in why) for p, why in result.skipped] == [(images[3].name, True)]
+    assert "\n" not in result.skipped[0][1] and "{{" not in result.skipped[0][1]
+    good = np.flatnonzero(result.kept)
+    np.testing.assert_allclose(result.matrix.read(good), expected([images[i] for i in good], module), atol=1e-3)
+    assert result.extracted == len(images) - 1
+    again = extraction(images, module, tmp_path)  # the good ones were cached, the bad one is tried again
+    assert (again.cached, again.extracted, len(again.skipped)) == (len(images) - 1, 0, 1)
+
+
+def test_litert_matches_tensorflow_and_converts_once(images, module, tmp_path):
+    lite = run(images, module, tmp_path, engine="litert", cache=False, batch_size=3)
     tflite = engines.litert_path(module.fingerprint, SIZE)
-    assert "converted once" in caplog.text and tflite.exists()
     stamp = tflite.stat().st_mtime_ns
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="retrain.engines"):
-        again = run(images, module, tmp_path, engine="auto", cache=False)
-    assert "reusing" in caplog.text and tflite.stat().st_mtime_ns == stamp
+    again = run(images, module, tmp_path, engine="auto", cache=False)
+    assert tflite.stat().st_mtime_ns == stamp, "the conversion was not reused"
     np.testing.assert_allclose(lite, run(images, module, tmp_path, engine="tf", cache=False), atol=1e-4)
     np.testing.assert_array_equal(again, lite)
 
@@ -156,12 +175,6 @@ def test_auto_falls_back_to_tensorflow_when_conversion_fails(images, module, tmp
     np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
     with pytest.raises(RetrainError, match="--engine litert"):
         run(images, module, tmp_path, engine="litert", cache=False)
-
-
-def test_a_file_that_is_not_an_image_is_named(images, module, tmp_path):
-    images[3].write_bytes(b"not an image at all")
-    with pytest.raises(RetrainError, match=images[3].name):
-        run(images, module, tmp_path)
 
 
 def save_signature_only_module(path: Path) -> Path:
@@ -188,17 +201,18 @@ def test_a_signature_only_module_runs(images, tmp_path, engine):
 
 @pytest.mark.slow
 def test_bundled_module_litert_matches_tensorflow(tmp_path):
-    modules = pytest.importorskip("retrain.modules", reason="retrain/modules.py has not landed yet")
+    from retrain import modules
+
     info = modules.load_info("efficientnet_lite0")
     size = info.image_size or 224
     paths = sorted(write_images(tmp_path / "images", colour_set(3), size=40).rglob("*.png"))
     kw = dict(module=info, image_size=size, cache_dir=None, batch_size=4, max_pixels=10_000_000,
               workdir=tmp_path / "work")
-    lite = extract_features(paths, engine="litert", **kw)
-    tf_features = extract_features(paths, engine="tf", **kw)
-    assert lite.shape == (len(paths), info.feature_dim or lite.shape[1])
+    lite = extract(paths, engine="litert", **kw).matrix.read(np.arange(len(paths)))
+    tf_features = extract(paths, engine="tf", **kw).matrix.read(np.arange(len(paths)))
+    assert lite.shape == (len(paths), info.feature_dim)
     np.testing.assert_allclose(lite, tf_features, atol=1e-4)
 
 
 def test_no_paths_give_an_empty_matrix(module, tmp_path):
-    assert run([], module, tmp_path).shape == (0, 8)
+    assert extraction([], module, tmp_path).matrix.shape == (0, 8)

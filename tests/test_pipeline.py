@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import retrain
-from conftest import colour_set, random_label_set, write_images
+from conftest import random_label_set, write_images
 from retrain.config import Config
 
 
@@ -79,13 +79,17 @@ def test_export_runs_in_a_process_with_only_tensorflow(colour_images, fake_modul
     assert done.stdout.strip().splitlines()[-1] == "red"
 
 
-def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path, caplog):
+def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path, monkeypatch):
+    from retrain import engines
+
     cache = tmp_path / "cache"
-    train(colour_images, fake_module, tmp_path / "a", cache_dir=cache)
-    caplog.clear()
-    with caplog.at_level("INFO"):
-        train(colour_images, fake_module, tmp_path / "b", cache_dir=cache)
-    assert any("36 cached, 0 to extract" in r.getMessage() for r in caplog.records), caplog.text
+    first = train(colour_images, fake_module, tmp_path / "a", cache_dir=cache)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the backbone ran although every feature should come from the cache")
+    monkeypatch.setattr(engines, "open_engine", fail)
+    again = train(colour_images, fake_module, tmp_path / "b", cache_dir=cache)
+    assert again.val_accuracy == first.val_accuracy
 
 
 @pytest.mark.parametrize("split", [0.2, 0.5])
@@ -99,7 +103,7 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     """The exported model (module + head + decoding) answers what the trained head said on the features."""
     import tensorflow as tf
 
-    from retrain import data, extract, modules, preprocess
+    from retrain import data, features, modules, preprocess
 
     cache = tmp_path / "cache"
     result = train(colour_images, fake_module, tmp_path / "out", engine=engine, cache_dir=cache)
@@ -109,10 +113,10 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     by_shape = {tuple(shape): name for name, shape in reader.get_variable_to_shape_map().items()}
     kernel, bias = reader.get_tensor(by_shape[(8, 3)]), reader.get_tensor(by_shape[(3,)])
     paths = [e.path for e in data.scan(colour_images)[1]]
-    features = extract.extract_features(paths, module=modules.load_info(str(fake_module)), image_size=32,
-                                        engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
-                                        workdir=tmp_path / "work")
-    head_scores = tf.nn.softmax(features @ kernel + bias).numpy()
+    extraction = features.extract(paths, module=modules.load_info(str(fake_module)), image_size=32,
+                                  engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
+                                  workdir=tmp_path / "work")
+    head_scores = tf.nn.softmax(extraction.matrix.read(np.arange(len(paths))) @ kernel + bias).numpy()
     images = preprocess.decode_batch(tf.constant([p.read_bytes() for p in paths]), 32, 10**6)
     served = loaded.signatures["serving_images"](images=images)["scores"].numpy()
     np.testing.assert_allclose(served, head_scores, atol=atol)

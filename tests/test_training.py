@@ -1,10 +1,10 @@
-"""Head training on features held in a memory-mapped file, in several chunks per epoch."""
+"""The one head-training loop: chunks from a file-backed matrix, early stopping, class weights, history."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from retrain import head_training
-from retrain.config import Config
+from retrain import matrix, training
 
 
 def _clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -15,23 +15,60 @@ def _clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return (centres[labels] + rng.normal(size=(n, 16))).astype(np.float32), labels
 
 
-def test_memmapped_features_in_many_chunks_train_and_validate_the_right_rows(tmp_path, monkeypatch):
+def _matrix(features: np.ndarray, workdir) -> matrix.FeatureMatrix:
+    m = matrix.FeatureMatrix(*features.shape, workdir)
+    m.put(np.arange(len(features)), features)
+    return m
+
+
+def _train(source, labels, n_train, **overrides):
+    settings = dict(dropout=0.2, learning_rate=0.05, batch_size=64, epochs=30, patience=30, seed=0) | overrides
+    return training.train_head(source, labels, np.arange(n_train), np.arange(n_train, len(labels)), 3, **settings)
+
+
+def test_file_backed_features_in_many_chunks_train_and_validate_the_right_rows(tmp_path, monkeypatch):
     features, labels = _clusters(900, seed=1)
     # Validation rows get shuffled labels: reading them from the wrong place would score near 1.0.
     labels[700:] = np.random.default_rng(2).permutation(labels[700:])
-    path = tmp_path / "features.npy"
-    np.save(path, features)
-    monkeypatch.setattr(head_training, "CHUNK_ROWS", 128)  # several chunks per epoch, reshuffled
-    head, epoch, val_acc = head_training.fit(np.load(path, mmap_mode="r"), labels, 700, 3,
-                                             Config(epochs=15, patience=15, seed=0, learning_rate=0.05))
-    clean = np.array(head(features[:700], training=False)).argmax(1) == labels[:700]
+    monkeypatch.setattr(matrix, "MEMMAP_BYTES", 0)
+    monkeypatch.setattr(training, "CHUNK_ROWS", 128)  # several chunks per epoch, reshuffled
+    source = _matrix(features, tmp_path)
+    assert source.path is not None
+    result = _train(source, labels, 700, epochs=15, patience=15)
+    clean = np.array(result.head(features[:700], training=False)).argmax(1) == labels[:700]
     assert clean.mean() > 0.97
-    assert val_acc < 0.6 and 1 <= epoch <= 15
+    assert result.val_accuracy < 0.6 and 1 <= result.epoch <= 15
 
 
-def test_clean_validation_rows_score_high(tmp_path):
+def test_clean_validation_rows_score_high_and_history_has_every_epoch(tmp_path):
     features, labels = _clusters(600, seed=3)
-    path = tmp_path / "features.npy"
-    np.save(path, features)
-    _, _, val_acc = head_training.fit(np.load(path, mmap_mode="r"), labels, 480, 3, Config(epochs=30, seed=0, learning_rate=0.05))
-    assert val_acc > 0.97
+    result = _train(_matrix(features, tmp_path), labels, 480)
+    assert result.val_accuracy > 0.97
+    assert [row["epoch"] for row in result.history] == list(range(1, len(result.history) + 1))
+    assert set(result.history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    kept = result.history[result.epoch - 1]
+    assert kept["val_loss"] == pytest.approx(result.val_loss) == min(r["val_loss"] for r in result.history)
+
+
+def test_early_stopping_stops_after_patience_epochs_without_progress(tmp_path):
+    features, labels = _clusters(300, seed=4)
+    labels = np.random.default_rng(5).permutation(labels)  # nothing to learn: validation loss soon rises
+    result = _train(_matrix(features, tmp_path), labels, 200, epochs=200, patience=3, learning_rate=0.5)
+    assert len(result.history) == result.epoch + 3 < 200
+
+
+def test_class_weights_tip_the_balance_towards_the_weighted_class(tmp_path):
+    rng = np.random.default_rng(6)
+    # Two overlapping classes: where they overlap, weights decide which one wins.
+    features = np.concatenate([rng.normal(0, 1, (400, 16)), rng.normal(0.5, 1, (400, 16))]).astype(np.float32)
+    labels = np.repeat([0, 1], 400).astype(np.int32)
+    order = rng.permutation(800)
+    features, labels = features[order], labels[order]
+    source = _matrix(features, tmp_path)
+    plain = _train(source, labels, 600, epochs=20)
+    weighted = _train(source, labels, 600, epochs=20, class_weights=np.array([1.0, 10.0, 1.0]))
+
+    def share_of_class_1(result):
+        return np.mean(np.array(result.head(features, training=False)).argmax(1) == 1)
+
+    assert share_of_class_1(weighted) > share_of_class_1(plain) + 0.2
