@@ -8,27 +8,18 @@ and classify (serialized tf.train.Example), all with batch-major outputs.
 """
 from __future__ import annotations
 
-import datetime
-import json
 import logging
-import os
-import re
-import shutil
 import time
 from pathlib import Path
 
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+from retrain import export_assets, fs
 from retrain.errors import RetrainError
-from retrain.preprocess import PREPROCESS_VERSION, decode_batch
+from retrain.export_assets import BYTES_SIGNATURE, CLASSIFY_SIGNATURE, EXAMPLE_FEATURE, IMAGES_SIGNATURE
+from retrain.preprocess import decode_batch
 
 log = logging.getLogger(__name__)
-
-BYTES_SIGNATURE, IMAGES_SIGNATURE, CLASSIFY_SIGNATURE = "serving_default", "serving_images", "classify"
-BYTES_INPUT, EXAMPLE_FEATURE = "image_bytes", "image/encoded"
-WARMUP_FILE = "tf_serving_warmup_requests"
-MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a model with more warmup records
 
 
 def _signatures(model, labels: list[str], image_size: int, max_pixels: int) -> dict:
@@ -74,7 +65,7 @@ def _holder(model, signatures: dict) -> tf.Module:
     if all(id(t) in handles for t in captured):
         holder.captured_variables = list(variables.values())
     else:
-        log.info("The model captures resources other than variables: saving the whole Keras model")
+        log.debug("the model captures resources other than variables: saving the whole Keras model")
         holder.model = model
     return holder
 
@@ -91,73 +82,9 @@ def _module_handle(model) -> str | None:
     return None
 
 
-def _usable_warmups(serve_bytes, images: list[bytes], image_size: int) -> list[bytes]:
-    """The images that replay cleanly (a failing warmup record makes TF Serving refuse the model)."""
-    usable = []
-    for image in images[:MAX_WARMUP_RECORDS]:
-        try:
-            serve_bytes(image_bytes=tf.constant([image]))
-            usable.append(image)
-        except tf.errors.InvalidArgumentError as err:
-            log.warning("Skipping a warmup image the served graph refuses: %s", err.message.splitlines()[0])
-    if len(images) > MAX_WARMUP_RECORDS:
-        log.warning("Keeping %d of %d warmup images (TF Serving's limit)", MAX_WARMUP_RECORDS, len(images))
-    if not usable:  # the file is required: fall back to a mid-grey PNG
-        usable.append(tf.io.encode_png(tf.fill([image_size, image_size, 3], tf.constant(128, tf.uint8))).numpy())
-    return usable
-
-
-def _write_warmup(path: Path, images: list[bytes]) -> None:
-    """TFRecord of PredictionLog records, one serving_default request of batch 1 per image."""
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for image in images:
-            request = predict_pb2.PredictRequest()
-            request.model_spec.signature_name = BYTES_SIGNATURE
-            request.inputs[BYTES_INPUT].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string, shape=[1]))
-            record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(record.SerializeToString())
-
-
-def _write_extras(version_dir: Path, facts: dict, info: dict, warmups: list[bytes]) -> None:
-    """assets.extra/: labels.txt, export_info.json (info merged under the exporter's facts), warmup."""
-    extra = version_dir / "assets.extra"
-    extra.mkdir()
-    (extra / "labels.txt").write_text("".join(f"{label}\n" for label in facts["labels"]), encoding="utf-8")
-    record = {**info, **facts}
-    text = json.dumps(record, indent=2, ensure_ascii=False, default=_jsonable)
-    (extra / "export_info.json").write_text(text + "\n", encoding="utf-8")
-    _write_warmup(extra / WARMUP_FILE, warmups)
-
-
-def _jsonable(value):
-    """numpy scalars and arrays, paths and the like as plain JSON values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-def _fsync_dir(folder) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush every file and folder under root to disk, so a power cut cannot publish empty files."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        _fsync_dir(folder)
-
-
-def _check_arguments(labels: list[str], image_size: int, version: int, version_dir: Path) -> None:
+def _check_arguments(labels: list[str], image_size: int, version: int) -> None:
     if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**63:
         raise RetrainError(f"export version: found {version!r}, expected a non-negative integer")
-    if version_dir.exists():
-        raise RetrainError(f"export: found an existing {version_dir}, expected a new version number")
     if not labels or len(set(labels)) != len(labels) or any(not label or "\n" in label or "\r" in label
                                                             for label in labels):
         raise RetrainError(f"labels: found {labels!r}, expected distinct, non-empty, one-line names")
@@ -165,57 +92,44 @@ def _check_arguments(labels: list[str], image_size: int, version: int, version_d
         raise RetrainError(f"image size: found {image_size}, expected a positive number of pixels")
 
 
+def save(model, folder: Path, *, labels: list[str], image_size: int, max_pixels: int, info: dict,
+         warmup_images: list[bytes]) -> None:
+    """Write the complete SavedModel (signatures and assets.extra) into the empty folder `folder`.
+
+    model: a tf_keras.Model mapping float32 [N, image_size, image_size, 3] in [0, 1] to softmax
+    scores float32 [N, len(labels)]. info: extra JSON-able facts (metrics, module, ...) merged into
+    assets.extra/export_info.json under the exporter's own facts.
+    """
+    started = time.perf_counter()
+    signatures = _signatures(model, labels, image_size, max_pixels)
+    tf.saved_model.save(_holder(model, signatures), str(folder), signatures=signatures)
+    facts = export_assets.facts(labels, image_size, max_pixels, info.get("module_handle") or _module_handle(model))
+    warmups = export_assets.usable_warmups(signatures[BYTES_SIGNATURE], list(warmup_images), image_size)
+    export_assets.write(Path(folder), {**info, **facts}, warmups)
+    if not (Path(folder) / "variables" / "variables.index").is_file():
+        raise RuntimeError(f"tf.saved_model.save left no variables index in {folder}")
+    log.debug("SavedModel saved in %.1f s", time.perf_counter() - started)
+
+
 def export_saved_model(model, *, labels: list[str], image_size: int, base_dir: Path, version: int,
                        info: dict, max_pixels: int, warmup_images: list[bytes]) -> Path:
     """Write base_dir/<version>/ for TF Serving and return that folder.
 
-    model: a tf_keras.Model mapping float32 [N, image_size, image_size, 3] in [0, 1] to softmax
-    scores float32 [N, len(labels)]. The SavedModel is written under base_dir/.tmp-<version>-<pid>
-    (TF Serving ignores non-numeric names) and renamed into place only when complete, so no
-    numeric folder ever lacks its variables. An existing version is never overwritten.
-    info: extra JSON-able facts (metrics, module, ...) merged into assets.extra/export_info.json.
+    The SavedModel is staged under a hidden non-numeric name (TF Serving ignores it) and renamed into
+    place only when complete, so no numeric folder ever lacks its variables. An existing version is
+    never overwritten.
     """
-    base_dir = Path(base_dir)
-    version_dir = base_dir / str(version)
-    _check_arguments(labels, image_size, version, version_dir)
-    higher = [p.name for p in base_dir.glob("*") if re.fullmatch(r"[0-9]+", p.name) and int(p.name) > version]
+    _check_arguments(labels, image_size, version)
+    version_dir = Path(base_dir) / str(version)
+    higher = [n for n in fs.numbered(base_dir) if n > version]
     if higher:
-        log.warning("Versions %s are higher than %d: TF Serving keeps serving the highest", higher, version)
-    base_dir.mkdir(parents=True, exist_ok=True)
-    staging = base_dir / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+        log.warning("versions %s are higher than %d: TF Serving keeps serving the highest", sorted(higher), version)
     try:
-        _save(model, staging, labels, image_size, max_pixels, info, warmup_images)
-        os.rename(staging, version_dir)  # atomic on one file system: the version appears complete
-        _fsync_dir(base_dir)  # and the rename itself survives a power cut
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log.info("Exported SavedModel version %d to %s", version, version_dir)
+        if version_dir.exists():  # refuse before spending seconds on a save that cannot be published
+            raise fs.AlreadyThere(version_dir)
+        with fs.staged_dir(version_dir) as staging:
+            save(model, staging, labels=labels, image_size=image_size, max_pixels=max_pixels, info=info,
+                 warmup_images=warmup_images)
+    except fs.AlreadyThere:
+        raise RetrainError(f"export: found an existing {version_dir}, expected a new version number") from None
     return version_dir
-
-
-def _save(model, staging: Path, labels, image_size, max_pixels, info, warmup_images) -> None:
-    """The complete SavedModel under staging/, flushed to disk."""
-    started = time.perf_counter()
-    log.info("Saving the SavedModel with signatures %s, %s and %s (takes seconds)",
-             BYTES_SIGNATURE, IMAGES_SIGNATURE, CLASSIFY_SIGNATURE)
-    signatures = _signatures(model, labels, image_size, max_pixels)
-    tf.saved_model.save(_holder(model, signatures), str(staging), signatures=signatures)
-    log.info("SavedModel written in %.1f s", time.perf_counter() - started)
-    facts = {
-        "tensorflow_version": tf.__version__,
-        "serve_with": f"TF Serving >= {tf.__version__}",
-        "module_handle": info.get("module_handle") or _module_handle(model),
-        "image_size": image_size, "labels": list(labels), "max_pixels": max_pixels,
-        "preprocess_version": PREPROCESS_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "signatures": {BYTES_SIGNATURE: f"{BYTES_INPUT}: string [N] -> scores [N, K], classes [N, K]",
-                       IMAGES_SIGNATURE: f"images: float32 [N, {image_size}, {image_size}, 3] in [0, 1] -> scores",
-                       CLASSIFY_SIGNATURE: f"inputs: serialized tf.train.Example with {EXAMPLE_FEATURE}"},
-    }
-    warmups = _usable_warmups(signatures[BYTES_SIGNATURE], list(warmup_images), image_size)
-    _write_extras(staging, facts, info, warmups)
-    if not (staging / "variables" / "variables.index").is_file():
-        raise RuntimeError(f"tf.saved_model.save left no variables index in {staging}")
-    _fsync_tree(staging)

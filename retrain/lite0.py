@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from retrain import config, pth
+from retrain import config, fs, pth
 
 log = logging.getLogger(__name__)
 
@@ -164,42 +162,25 @@ def _save(path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": inference})
 
 
-def _remove_stale_partials(parent: Path, older_than_s: float = 3600.0) -> None:
-    """Partial builds of killed runs are never renamed into place; drop those old enough to be dead."""
-    for partial in parent.glob(".partial-*"):
-        try:
-            if time.time() - partial.stat().st_mtime > older_than_s:
-                shutil.rmtree(partial, ignore_errors=True)
-        except OSError:  # another process removed it first
-            pass
-
-
 def ensure_built() -> Path:
     """Path of the built SavedModel, building it on first use (seconds, once per machine and version).
 
-    The build writes into a temporary folder beside the final one and renames it into place, so a
-    folder at the final path is always complete; when two processes build at once, the loser keeps
-    the winner's folder. Raises RetrainError when the weights package is missing or altered.
+    The build is staged beside the final folder and renamed into place (retrain.fs), so a folder at
+    the final path is always complete; when two processes build at once, the loser keeps the winner's
+    folder. Raises RetrainError when the weights package is missing or altered.
     """
     final = module_dir()
     if (final / "saved_model.pb").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(final.parent)
+    fs.sweep_stale(final.parent, older_than_s=3600.0)  # builds of killed runs; a live build takes seconds
     log.info("building the bundled EfficientNet-Lite0 module (once) into %s", final)
     start = time.perf_counter()
-    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=final.parent))
     try:
-        os.chmod(partial, 0o755)  # mkdtemp's 0700 would hide a shared module home from other users
-        _save(partial)
-        try:
-            os.rename(partial, final)
-            log.info("built the bundled EfficientNet-Lite0 module in %.1f s", time.perf_counter() - start)
-        except OSError:
-            if not (final / "saved_model.pb").is_file():
-                raise
-            log.info("another process finished the same build first (%.1f s); using its module",
-                     time.perf_counter() - start)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        with fs.staged_dir(final) as staging:
+            os.chmod(staging, 0o755)  # readable by other users of a shared module home
+            _save(staging)
+    except fs.AlreadyThere:
+        log.info("another process built the same module first; using its folder")
+    log.debug("built the bundled module in %.1f s", time.perf_counter() - start)
     return final

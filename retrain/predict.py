@@ -6,26 +6,18 @@ prediction and a served one agree.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from retrain.errors import RetrainError
-from retrain.export import BYTES_INPUT, BYTES_SIGNATURE
+from retrain import fs
+from retrain.errors import RetrainError, reason
+from retrain.export_assets import BYTES_INPUT, BYTES_SIGNATURE
 
 log = logging.getLogger(__name__)
 
-_BATCH = 32  # images per call; a batch holding a bad file is retried one image at a time
-
-
-def _versions(base: Path) -> list[Path]:
-    """Numeric sub-folders holding a saved_model.pb, as TF Serving would consider them."""
-    if not base.is_dir():
-        return []
-    return [p for p in base.iterdir()
-            if p.is_dir() and re.fullmatch(r"[0-9]+", p.name) and (p / "saved_model.pb").is_file()]
+BATCH = 32  # images per call; a batch holding a bad file is retried one image at a time
 
 
 def find_version(model: Path) -> Path:
@@ -34,39 +26,49 @@ def find_version(model: Path) -> Path:
     model = Path(model)
     if (model / "saved_model.pb").is_file():
         return model
-    versions = _versions(model / "saved_model") or _versions(model)
-    if not versions:
-        raise RetrainError(f"--model: found no SavedModel in {model}, "
-                           "expected a run folder, its saved_model/ folder or a saved_model/N/ version")
-    return max(versions, key=lambda p: int(p.name))
+    for base in (model / "saved_model", model):
+        versions = {n: p for n, p in fs.numbered(base).items() if (p / "saved_model.pb").is_file()}
+        if versions:
+            return versions[max(versions)]
+    raise RetrainError(f"--model: found no SavedModel in {model}, "
+                       "expected a run folder, its saved_model/ folder or a saved_model/N/ version")
 
 
-_NOISE = re.compile(r"Graph execution error:|Detected at node|<stack traces unavailable>|\s*\[\[")
+def load(model: Path):
+    """(version folder, its serving_default function, its labels) for a run folder or version."""
+    version = find_version(model)
+    log.info("loading %s", version)
+    loaded = tf.saved_model.load(str(version))
+    if BYTES_SIGNATURE not in loaded.signatures:
+        raise RetrainError(f"{version}: found signatures {sorted(loaded.signatures)}, expected {BYTES_SIGNATURE}")
+    labels = (version / "assets.extra" / "labels.txt").read_text("utf-8").splitlines()
+    return version, loaded.signatures[BYTES_SIGNATURE], labels
 
 
-def _one_line(error: tf.errors.OpError) -> str:
-    """The op's own message, without TF's graph-execution preamble and node decorations."""
-    lines = [line for line in error.message.splitlines() if line.strip() and not _NOISE.match(line)]
-    line = re.sub(r"\{\{[^}]*\}\}|\[Op:[^]]*\]", "", lines[0] if lines else type(error).__name__).strip()
-    match = re.fullmatch(r"assertion failed: \[(.*)\]", line)
-    return (match.group(1) if match else line)[:300]
-
-
-def _ranked(scores: np.ndarray, labels: np.ndarray, top_k: int) -> list[dict]:
-    order = np.argsort(-scores, kind="stable")[:top_k]
-    return [{"label": labels[i].decode("utf-8"), "score": float(scores[i])} for i in order]
-
-
-def _classify(serve, files: list[bytes], top_k: int) -> list[dict]:
-    """One result per file: {"predictions": [...]} or {"error": "..."}; a bad file spoils no other."""
+def _score(serve, blobs: list[bytes]) -> list:
+    """Per blob: float32 scores [K], or the one-line reason the served graph refused it."""
     try:
-        outputs = serve(**{BYTES_INPUT: tf.constant(files)})
+        return list(serve(**{BYTES_INPUT: tf.constant(blobs, tf.string)})["scores"].numpy())
     except tf.errors.InvalidArgumentError as error:
-        if len(files) == 1:
-            return [{"error": _one_line(error)}]
-        return [result for one in files for result in _classify(serve, [one], top_k)]
-    scores, classes = outputs["scores"].numpy(), outputs["classes"].numpy()
-    return [{"predictions": _ranked(scores[i], classes[i], top_k)} for i in range(len(files))]
+        if len(blobs) == 1:
+            return [reason(error)]
+        return [result for blob in blobs for result in _score(serve, [blob])]
+
+
+def score_files(serve, paths: list[Path], batch: int = BATCH) -> list:
+    """Per file, in order: float32 scores [K] from serve, or a one-line reason (unreadable, refused)."""
+    results: list = [None] * len(paths)
+    readable = []
+    for i, path in enumerate(paths):
+        try:
+            readable.append((i, Path(path).read_bytes()))
+        except OSError as error:
+            results[i] = f"cannot read the file ({error.strerror or error})"
+    for start in range(0, len(readable), batch):
+        chunk = readable[start:start + batch]
+        for (i, _), outcome in zip(chunk, _score(serve, [blob for _, blob in chunk])):
+            results[i] = outcome
+    return results
 
 
 def predict(model: Path, images: list[Path], top_k: int = 5) -> list[dict]:
@@ -78,22 +80,14 @@ def predict(model: Path, images: list[Path], top_k: int = 5) -> list[dict]:
     """
     if top_k < 1:
         raise RetrainError(f"--top-k: found {top_k}, expected at least 1")
-    version = find_version(model)
-    log.info("Loading %s", version)
-    loaded = tf.saved_model.load(str(version))
-    if BYTES_SIGNATURE not in loaded.signatures:
-        raise RetrainError(f"{version}: found signatures {sorted(loaded.signatures)}, expected {BYTES_SIGNATURE}")
-    serve = loaded.signatures[BYTES_SIGNATURE]
-    results: list[dict] = [{"path": str(path)} for path in images]
-    readable = []
-    for result, path in zip(results, images):
-        try:
-            readable.append((result, Path(path).read_bytes()))
-        except OSError as error:
-            result["error"] = f"cannot read the file: {error.strerror or error}"
-    for start in range(0, len(readable), _BATCH):
-        chunk = readable[start:start + _BATCH]
-        for (result, _), outcome in zip(chunk, _classify(serve, [data for _, data in chunk], top_k)):
-            result.update(outcome)
-    log.info("Classified %d of %d images", sum("predictions" in r for r in results), len(results))
+    _, serve, labels = load(model)
+    results = []
+    for path, outcome in zip(images, score_files(serve, list(images))):
+        if isinstance(outcome, str):
+            results.append({"path": str(path), "error": outcome})
+            continue
+        order = np.argsort(-outcome, kind="stable")[:top_k]
+        results.append({"path": str(path), "predictions": [{"label": labels[i], "score": float(outcome[i])}
+                                                           for i in order]})
+    log.info("classified %d of %d images", sum("predictions" in r for r in results), len(results))
     return results

@@ -6,6 +6,7 @@ ops. The converted model keeps float32 input and output for every kind, so calle
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -16,9 +17,10 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.core.protobuf import saved_model_pb2
 
+from retrain import fs, native
 from retrain.config import TFLITE_KINDS
 from retrain.errors import RetrainError
-from retrain.export import IMAGES_SIGNATURE
+from retrain.export_assets import IMAGES_SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def _image_size(saved_model_dir: Path) -> int:
     return int(signature.inputs["images"].tensor_shape.dim[1].size)
 
 
-def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration: "np.ndarray | None") -> Path:
+def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration: np.ndarray | None) -> Path:
     """Convert the serving_images signature of saved_model_dir; write out_path atomically; return it.
 
     kind: float32 (same numbers), float16 (weights halved in size, computed in float32 on CPU) or
@@ -62,19 +64,17 @@ def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image[np.newaxis]] for image in images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    log.info("Converting %s to a %s TFLite model (takes seconds)", saved_model_dir, kind)
+    log.info("converting to a %s TFLite model (takes seconds)", kind)
     flatbuffer = converter.convert()
-    out_path = Path(out_path)
-    staging = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    staging.write_bytes(flatbuffer)
-    os.replace(staging, out_path)
-    log.info("Wrote %s (%.1f MB) in %.1f s", out_path, len(flatbuffer) / 1e6, time.perf_counter() - started)
-    return out_path
+    fs.write_atomic(Path(out_path), flatbuffer)
+    log.debug("wrote %s (%.1f MB) in %.1f s", out_path, len(flatbuffer) / 1e6, time.perf_counter() - started)
+    return Path(out_path)
 
 
-def tflite_scores(tflite_path: Path, images: "np.ndarray") -> "np.ndarray":
+def tflite_scores(tflite_path: Path, images: np.ndarray) -> np.ndarray:
     """Scores float32 [N, K] for images float32 [N, H, W, 3] in [0, 1] (N may be 0)."""
-    interpreter = Interpreter(model_path=str(tflite_path), num_threads=os.cpu_count() or 1)
+    with native.quiet():
+        interpreter = Interpreter(model_path=str(tflite_path), num_threads=os.cpu_count() or 1)
     runner = interpreter.get_signature_runner(IMAGES_SIGNATURE)
     expected = runner.get_input_details()["images"]["shape_signature"]
     images = np.asarray(images, dtype=np.float32)
@@ -86,43 +86,54 @@ def tflite_scores(tflite_path: Path, images: "np.ndarray") -> "np.ndarray":
 
 
 CALIBRATION_IMAGES = 100  # int8 calibration: enough for stable activation ranges, small in memory
+INFO_FILE = "tflite_info.json"  # beside model.tflite; not export_info.json, which is the SavedModel's
 
 
 def _decoded(paths: list[Path], image_size: int, max_pixels: int):
-    """float32 [<=_BATCH, S, S, 3] batches of the files, decoded exactly as for training."""
-    from retrain import preprocess
+    """(float32 [<=_BATCH, S, S, 3], indices into paths) batches, decoded exactly as for training."""
+    from retrain.features import Decoder
 
+    decode, skipped = Decoder(image_size, max_pixels), []
     for start in range(0, len(paths), _BATCH):
-        batch = tf.constant([Path(p).read_bytes() for p in paths[start:start + _BATCH]])
-        yield preprocess.decode_batch(batch, image_size, max_pixels).numpy()
+        images, good = decode(paths[start:start + _BATCH], skipped)
+        yield images, [start + i for i in good]
 
 
-def export_checked(saved_model_dir: Path, out_path: Path, kind: str, *, train_paths: list[Path],
+def _info(kind: str, image_size: int) -> dict:
+    return {"model": "model.tflite", "signature": IMAGES_SIGNATURE, "kind": kind,
+            "input": {"name": "images", "shape": [-1, image_size, image_size, 3], "dtype": "float32",
+                      "normalisation": "RGB in [0, 1]: pixel / 255 (uint16: / 65535), gray copied to RGB, "
+                                       "alpha composited on white, bilinear resize"},
+            "output": {"name": "scores", "dtype": "float32", "labels": "labels.txt, same order"}}
+
+
+def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_paths: list[Path],
                    val_paths: list[Path], val_labels: list[int], image_size: int, max_pixels: int,
                    max_drop: float) -> dict:
-    """Write out_path from the SavedModel, then compare both on the validation images.
+    """Write run_dir/model.tflite from the SavedModel and compare both on the validation images.
 
-    Returns {"kind", "tflite_accuracy", "saved_model_accuracy", "drop_points"} (accuracies in [0, 1]).
-    Raises RetrainError with exit code 3 when the TFLite accuracy is more than max_drop points lower;
-    the file is kept for inspection.
+    Returns {"kind", "tflite_accuracy", "saved_model_accuracy", "drop_points"} (accuracies in [0, 1]),
+    also written with the input contract to run_dir/tflite_info.json. Raises RetrainError with exit
+    code 3 when the TFLite accuracy is more than max_drop points lower; the file is kept for inspection.
     """
+    out_path = Path(run_dir) / "model.tflite"
     calibration = None
     if kind == "int8":
         step = max(1, len(train_paths) // CALIBRATION_IMAGES)
-        calibration = np.concatenate(list(_decoded(train_paths[::step][:CALIBRATION_IMAGES], image_size, max_pixels)))
+        calibration = np.concatenate([images for images, _ in _decoded(
+            train_paths[::step][:CALIBRATION_IMAGES], image_size, max_pixels)])
     export_tflite(saved_model_dir, out_path, kind, calibration)
     serve = tf.saved_model.load(str(saved_model_dir)).signatures[IMAGES_SIGNATURE]
-    hits_saved = hits_lite = 0
+    hits_saved = hits_lite = count = 0
     labels = np.asarray(val_labels)
-    for start, images in zip(range(0, len(val_paths), _BATCH), _decoded(val_paths, image_size, max_pixels)):
-        truth = labels[start:start + len(images)]
+    for images, rows in _decoded(val_paths, image_size, max_pixels):
+        truth, count = labels[rows], count + len(rows)
         hits_saved += int(np.sum(serve(images=tf.constant(images))["scores"].numpy().argmax(1) == truth))
         hits_lite += int(np.sum(tflite_scores(out_path, images).argmax(1) == truth))
-    saved_acc, lite_acc = hits_saved / len(val_paths), hits_lite / len(val_paths)
+    saved_acc, lite_acc = hits_saved / max(count, 1), hits_lite / max(count, 1)
     report = {"kind": kind, "tflite_accuracy": lite_acc, "saved_model_accuracy": saved_acc,
-              "drop_points": round(100 * (saved_acc - lite_acc), 3)}
-    log.info("TFLite %s accuracy %.4f vs SavedModel %.4f on %d validation images", kind, lite_acc, saved_acc,
-             len(val_paths))
+              "drop_points": round(100 * (saved_acc - lite_acc), 3), "images": count}
+    fs.write_atomic(Path(run_dir) / INFO_FILE, json.dumps(_info(kind, image_size) | {"check": report}, indent=2) + "\n")
     if report["drop_points"] > max_drop:
         raise RetrainError(f"--max-export-drop: the {kind} TFLite model {out_path} lost {report['drop_points']:.2f} "
                            f"accuracy points; expected at most {max_drop:g} (file kept for inspection)", exit_code=3)

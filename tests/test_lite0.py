@@ -102,7 +102,7 @@ def test_an_interrupted_build_leaves_nothing_a_later_run_takes_for_complete(tmp_
     with pytest.raises(KeyboardInterrupt):
         lite0.ensure_built()
     assert list(lite0.module_dir().parent.iterdir()) == []
-    killed = lite0.module_dir().parent / ".partial-killed"  # what a killed process leaves behind
+    killed = lite0.module_dir().parent / ".tmp-1-dead-killed"  # what a killed process leaves behind
     (killed / "variables").mkdir(parents=True)
     os.utime(killed, (time.time() - 7200, time.time() - 7200))
     monkeypatch.setattr(lite0, "_save", _fake_save)

@@ -1,4 +1,4 @@
-"""--tflite: the file, its export_info.json, the accuracy check and exit code 3 past --max-export-drop."""
+"""--tflite: the file, its tflite_info.json, the accuracy check and exit code 3 past --max-export-drop."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ def test_tflite_is_written_and_checked(colour_images, fake_module, tmp_path):
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "out" / "runs" / "1"
     assert (run_dir / "model.tflite").stat().st_size > 0 and (run_dir / "labels.txt").is_file()
-    info = json.loads((run_dir / "export_info.json").read_text())
+    info = json.loads((run_dir / "tflite_info.json").read_text())
     assert info["input"]["shape"] == [-1, 32, 32, 3] and "[0, 1]" in info["input"]["normalisation"]
     assert info["check"]["drop_points"] <= 1.0
     assert "tflite (float16)" in result.output
