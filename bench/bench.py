@@ -54,8 +54,8 @@ def measure(name: str, argv: list[str], work: Path, env: dict) -> dict:
     if process.returncode != 0:  # keep going: one broken step should not cost the other measurements
         result["failed"] = f"exit code {process.returncode}, see {log}"
         print(f"{name} FAILED: {result['failed']}", file=sys.stderr, flush=True)
-    print(f"{name}: {wall:.1f} s, CPU {result['cpu']:.1f} s, peak RSS {result['rss_mb']:.0f} MB, load {result['load']:.1f}",
-          file=sys.stderr, flush=True)
+    print(f"{name}: {wall:.1f} s, CPU {result['cpu']:.1f} s, peak RSS {result['rss_mb']:.0f} MB, "
+          f"load {result['load']:.1f}", file=sys.stderr, flush=True)
     return result
 
 
@@ -90,7 +90,7 @@ def setup() -> None:
 
 def engine_pass() -> None:
     """Child: extract features of argv[3] with engine argv[2] (no cache) and save them to argv[4]."""
-    from retrain import engines, extract, modules
+    from retrain import engines, features, modules
 
     info = modules.load_info(MODULE)
     engine, paths, start = sys.argv[2], list_images(Path(sys.argv[3])), time.perf_counter()
@@ -98,10 +98,10 @@ def engine_pass() -> None:
     if engine == "litert" and not engines.litert_path(info.fingerprint, 224).exists():
         engines.convert(info.path, 224, engines.litert_path(info.fingerprint, 224))
         convert_s, start = time.perf_counter() - start, time.perf_counter()
-    features = extract.extract_features(paths, module=info, image_size=224, engine=engine, cache_dir=None,
-                                        batch_size=64, max_pixels=MAX_PIXELS, workdir=Path(sys.argv[4]).parent)
+    result = features.extract(paths, module=info, image_size=224, engine=engine, cache_dir=None,
+                              batch_size=64, max_pixels=MAX_PIXELS, workdir=Path(sys.argv[4]).parent)
     seconds = time.perf_counter() - start
-    np.save(sys.argv[4], np.asarray(features))
+    np.save(sys.argv[4], result.matrix.read(np.arange(len(paths))))
     print(json.dumps({"images": len(paths), "images_per_s": len(paths) / seconds, "convert_s": convert_s}))
 
 
@@ -175,8 +175,10 @@ def verdicts(r: dict) -> str:
     checks = [("cold <= 0.75 x bare", lambda: bare("cold"), 0.75, "<="),
               ("warm <= 0.30 x bare", lambda: bare("warm"), 0.30, "<="),
               ("no-cache (5 epochs) / cold >= 4", lambda: ok["no-cache"]["wall"] / ok["cold"]["wall"], 4, ">="),
-              ("cold accuracy - no-cache accuracy >= 0", lambda: ok["cold"]["accuracy"] - ok["no-cache"]["accuracy"], 0, ">="),
-              ("LiteRT / TF images/s >= 1.8", lambda: ok["litert"]["images_per_s"] / ok["tf"]["images_per_s"], 1.8, ">="),
+              ("cold accuracy - no-cache accuracy >= 0",
+               lambda: ok["cold"]["accuracy"] - ok["no-cache"]["accuracy"], 0, ">="),
+              ("LiteRT / TF images/s >= 1.8",
+               lambda: ok["litert"]["images_per_s"] / ok["tf"]["images_per_s"], 1.8, ">="),
               ("LiteRT vs TF max abs feature difference <= 1e-4", lambda: r["diff"], 1e-4, "<="),
               ("test accuracy (cold) >= 0.90", lambda: ok["cold"]["accuracy"], 0.90, ">="),
               ("peak RSS MB <= 2500", lambda: max(x["rss_mb"] for x in ok.values()), 2500, "<="),

@@ -24,8 +24,10 @@ def main() -> None:
     paths = sorted(p for p in args.folder.rglob("*") if p.is_file())[: args.images]
     blobs = [p.read_bytes() for p in paths]
     size, limit = args.size, 50_000_000
-    batch = tf.function(lambda b: preprocess.decode_batch(b, size, limit), input_signature=[tf.TensorSpec([None], tf.string)])
-    one = tf.function(lambda b: preprocess.decode_resize(b, size, limit), input_signature=[tf.TensorSpec([], tf.string)])
+    batch = tf.function(lambda b: preprocess.decode_batch(b, size, limit),
+                        input_signature=[tf.TensorSpec([None], tf.string)])
+    one = tf.function(lambda b: preprocess.decode_resize(b, size, limit),
+                      input_signature=[tf.TensorSpec([], tf.string)])
     variants = {
         "decode_batch, one call per 64": lambda chunk: batch(tf.constant(chunk)).numpy(),
         "decode_resize, one call per image": lambda chunk: np.stack([one(tf.constant(b)).numpy() for b in chunk]),

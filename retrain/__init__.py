@@ -5,7 +5,7 @@
 """
 from retrain.config import Config
 from retrain.errors import RetrainError
-from retrain.train import Result, run
+from retrain.pipeline import Result, run
+from retrain.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Config", "Result", "RetrainError", "run", "__version__"]

@@ -4,30 +4,54 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from retrain import __version__
+from retrain import native
 from retrain.config import ENGINES, TFLITE_KINDS, Config
 from retrain.errors import RetrainError
+from retrain.version import __version__
 
 D = Config()  # every default comes from the dataclass
 
 
-def _setup_logging(verbose: int) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep its C++ chatter down
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    """retrain's own lines at INFO; -v adds TensorFlow's native and Python start-up lines; -vv debug; -q warnings."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    native.show(verbose > 0)
     for noisy in ("absl", "tensorflow", "h5py"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose > 0 else logging.ERROR)
 
 
 def _fail(error: RetrainError) -> None:
     click.echo(f"Error: {error}", err=True)
     sys.exit(error.exit_code)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set an option (on the command line or through the environment)."""
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _refuse_ignored(ctx: click.Context) -> None:
+    """Options that would be silently ignored are usage errors (exit 2), never dropped."""
+    if ctx.invoked_subcommand is not None:
+        given = sorted(p.opts[0] for p in ctx.command.params if p.name != "verbose" and p.name != "quiet"
+                       and isinstance(p, click.Option) and _given(ctx, p.name))
+        if given:
+            raise click.UsageError(f"{', '.join(given)} train a model and mean nothing to "
+                                   f"`{ctx.invoked_subcommand}`; put them without a command, or drop them")
+        return
+    if ctx.params["no_cache"] and _given(ctx, "cache_dir"):
+        raise click.UsageError("--cache-dir: found it with --no-cache, which reads and writes no cache; "
+                               "expected one of the two")
+    if _given(ctx, "max_export_drop") and ctx.params["tflite"] is None:
+        raise click.UsageError("--max-export-drop: found it without --tflite, expected --tflite KIND with it "
+                               "(it bounds the TFLite file's accuracy drop)")
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,14 +78,14 @@ def _fail(error: RetrainError) -> None:
               help="Feature cache folder [default: ~/.cache/retrain/features].")
 @click.option("--no-cache", is_flag=True, help="Run the backbone on every image in every epoch (the old, slow way).")
 @click.option("--engine", type=click.Choice(ENGINES), default=D.engine, show_default=True,
-              help="Feature extraction engine: auto tries LiteRT, falls back to TensorFlow.")
+              help="Engine running the backbone: auto uses TensorFlow on a GPU, else LiteRT, else TensorFlow.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=D.max_pixels, show_default=True,
               help="Largest width x height accepted in training and by the served model.")
 @click.option("--tflite", type=click.Choice(TFLITE_KINDS), help="Also write runs/N/model.tflite of this kind.")
 @click.option("--max-export-drop", type=click.FloatRange(min=0), default=D.max_export_drop, show_default=True,
-              help="Largest TFLite accuracy drop in points before the run fails (exit 3).")
-@click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and the summary.")
+              help="With --tflite: largest accuracy drop in points before the run fails (exit 3).")
+@click.option("-v", "--verbose", count=True, help="-v: also TensorFlow's own start-up lines; -vv: debug.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
 @click.version_option(__version__, prog_name="retrain")
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, **options) -> None:
@@ -71,36 +95,39 @@ def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, **option
     python -m retrain --images data/cats        # data/cats/<label>/*.jpg
     python -m retrain modules                   # the modules it knows
     """
-    _setup_logging(-1 if quiet else verbose)
+    _setup_logging(verbose, quiet)
+    _refuse_ignored(ctx)
     if ctx.invoked_subcommand is not None:
         return
     if options["images"] is None:
         raise click.UsageError("Missing option '--images': a folder with one sub-folder per class.")
     try:
         config = Config(use_cache=not no_cache, **options)
-        from retrain.train import run  # TensorFlow loads behind this import: keep --help fast
-        result = run(config)
+        from retrain import pipeline  # imported here to keep --help fast
+
+        result = pipeline.run(config)
     except RetrainError as error:
         _fail(error)
     _print_summary(result)
 
 
 def _print_summary(result) -> None:
-    click.echo(f"classes ({len(result.labels)}): {', '.join(result.labels)}")
-    click.echo(f"images: {sum(result.train_counts.values())} training, {sum(result.val_counts.values())} validation")
-    click.echo(f"validation accuracy: {result.val_accuracy:.3f} (epoch {result.epochs})")
-    click.echo(f"model: {result.saved_model_dir}")
+    click.echo(f"validation accuracy: {result.val_accuracy:.3f} (epoch {result.epochs}, "
+               f"{sum(result.val_counts.values())} images)")
+    if result.skipped:
+        click.echo(f"skipped: {len(result.skipped)} files that do not decode (listed above)")
     if result.tflite:
-        click.echo(f"tflite ({result.tflite['kind']}): {result.run_dir / 'model.tflite'}, accuracy "
-                   f"{result.tflite['tflite_accuracy']:.3f} vs {result.tflite['saved_model_accuracy']:.3f}")
-    click.echo(f"labels and metrics: {result.run_dir}")
+        click.echo(f"tflite ({result.tflite['kind']}): accuracy {result.tflite['tflite_accuracy']:.3f} "
+                   f"against {result.tflite['saved_model_accuracy']:.3f}")
+    click.echo(f"model: {result.saved_model_dir}")
+    click.echo(f"run: {result.run_dir}")
 
 
 @main.command("modules")
 def modules_command() -> None:
     """List the known module names with handle, input size, feature size and offline availability."""
-    from retrain import modules
-    rows = modules.catalog()
+    from retrain import catalog
+    rows = catalog.rows()
     width = max(len(r["name"]) for r in rows)
     click.echo(f"{'name':<{width}}  size  features  offline  handle")
     for r in rows:
@@ -118,6 +145,7 @@ def predict_command(model: Path, images: tuple[Path, ...], top_k: int, as_json: 
 
     Exit code 0 when every image was answered, 1 when any failed (the others are still answered).
     """
+    native.import_tensorflow()
     from retrain import predict
     try:
         results = predict.predict(model, list(images), top_k)

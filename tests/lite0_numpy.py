@@ -68,7 +68,7 @@ def features(images: np.ndarray, w: dict) -> np.ndarray:
     x = (images.astype(np.float32) * 255.0 - 127.0) / 128.0
     x = relu6(batch_norm(conv(x, w["_conv_stem.weight"], 2), w, "_bn0"))
     index = 0
-    for kernel, stride, out_c, repeats in LAYOUT:
+    for _kernel, stride, out_c, repeats in LAYOUT:
         for r in range(repeats):
             p = f"_blocks.{index}."
             block_stride = stride if r == 0 else 1

@@ -87,9 +87,9 @@ def test_happy_path_prints_a_summary_and_numbers_runs(tmp_path, fake_module):
     for n in (1, 2):
         result = invoke("--images", root, "--module", fake_module, "--output", out, "--epochs", 30)
         assert result.exit_code == 0, result.output
-        assert "classes (3): blue, green, red" in result.output
-        assert "validation accuracy:" in result.output
-        assert f"model: {out / 'saved_model' / str(n)}" in result.output
+        assert "3 classes: blue, green, red" in result.output
+        assert "validation accuracy:" in result.stdout
+        assert f"model: {out / 'saved_model' / str(n)}" in result.stdout
         assert (out / "runs" / str(n) / "labels.txt").read_text() == "blue\ngreen\nred\n"
         assert (out / "saved_model" / str(n) / "saved_model.pb").is_file()
     assert sorted(p.name for p in (out / "saved_model").iterdir()) == ["1", "2"]
@@ -144,3 +144,41 @@ def test_evaluate_refuses_a_folder_the_model_does_not_know(trained, tmp_path):
     out, _ = trained
     other = write_images(tmp_path / "other", {"red": [(200, 0, 0)], "zebra": [(9, 9, 9)]})
     _one_line_error(invoke("evaluate", out, "--images", other), 1, "folder zebra is not a label of")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--epochs", "5", "predict", "m", "x.png"], "--epochs train a model and mean nothing to `predict`"),
+    (["--no-cache", "--cache-dir", "c", "--images", "i"], "--cache-dir: found it with --no-cache"),
+    (["--max-export-drop", "2", "--images", "i"], "--max-export-drop: found it without --tflite"),
+])
+def test_options_that_would_be_ignored_are_refused(args, text):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert text in result.output and "Traceback" not in result.output
+
+
+def test_images_without_a_command_still_trains_after_a_global_flag(tmp_path):
+    result = invoke("-q", "--images", tmp_path / "missing")
+    _one_line_error(result, 1, "is not a folder")
+
+
+def _skip_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("skipped ")]
+
+
+def test_a_truncated_png_gives_the_same_line_in_extraction_no_cache_and_evaluate(tmp_path, fake_module):
+    root = write_images(tmp_path / "imgs", colour_set(n=6))
+    bad = root / "red" / "truncated.png"
+    bad.write_bytes((root / "red" / "000.png").read_bytes()[:-12])
+    lines = []
+    for extra in ([], ["--no-cache"]):
+        result = invoke("--images", root, "--module", fake_module, "--output", tmp_path / "out", "--epochs", 3,
+                        "--image-size", 32, *extra)
+        assert result.exit_code == 0, result.output
+        lines += _skip_lines(result.output)
+        assert "Traceback" not in result.output and "Graph execution" not in result.output
+    result = invoke("evaluate", tmp_path / "out", "--images", root)
+    assert result.exit_code == 0, result.output
+    lines += _skip_lines(result.output)
+    assert len(lines) == 3 and len(set(lines)) == 1, lines
+    assert lines[0].startswith(f"skipped {bad}: ") and "{{" not in lines[0] and "Error" not in lines[0]

@@ -19,7 +19,7 @@ S = 16
 BIG = 50_000_000
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _traced(size: int, max_pixels: int):
     """One traced graph per setting: tracing costs more than a decode."""
     return tf.function(lambda b: decode_resize(b, size, max_pixels), input_signature=[tf.TensorSpec([], tf.string)])
