@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast bench clean-venv
+.PHONY: demo test test-fast lint bench clean-venv
 
 $(BIN)/retrain: pyproject.toml setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,13 @@ $(BIN)/retrain: pyproject.toml setup.cfg
 demo: $(BIN)/retrain
 	$(BIN)/python -m retrain --images data/fashion
 
-test: $(BIN)/retrain
+lint: $(BIN)/retrain
+	$(BIN)/ruff check retrain tests bench
+
+test: lint
 	$(BIN)/python -m pytest
 
-test-fast: $(BIN)/retrain
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(BIN)/retrain
