@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 import pytest
+from conftest import write_images
 from PIL import Image
 
-from conftest import write_images
 from retrain import report
 from retrain.html_report import thumbnail_jpeg
 from retrain.report import Scored, write_reports

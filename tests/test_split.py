@@ -6,8 +6,8 @@ import logging
 import shutil
 
 import pytest
-
 from conftest import colour_set, write_images
+
 from retrain import data
 from retrain.data import Example
 from retrain.split import group_key, split_examples, write_split_csv
