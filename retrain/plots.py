@@ -11,12 +11,17 @@ from matplotlib.figure import Figure
 from retrain.report import atomic_write
 
 LABEL_CHARS = 22   # longer labels are cut with an ellipsis so the axes keep their room
+SIDE_BY_SIDE = 12  # classes up to which the counts and shares panels stand side by side
 ANNOTATE_MAX = 25  # write the number in each cell up to this many classes; beyond, colour alone reads better
 TRAIN_COLOUR, VAL_COLOUR, KEPT_COLOUR = "#2563eb", "#ea580c", "#16a34a"
 
 
 def short(label: str, limit: int = LABEL_CHARS) -> str:
-    return label if len(label) <= limit else label[:limit - 1] + "\u2026"
+    """The label, or its start and end around an ellipsis (labels often share a prefix or a suffix)."""
+    if len(label) <= limit:
+        return label
+    head = (limit - 1) // 2
+    return label[:head] + "\u2026" + label[len(label) - (limit - 1 - head):]
 
 
 def _save(figure: Figure, path: Path, dpi: int = 100) -> None:
@@ -51,14 +56,16 @@ def confusion_png(path: Path, matrix: np.ndarray, labels: list[str]) -> None:
     """Counts (left) and row-normalised shares (right) side by side; rows true, columns predicted.
 
     The figure grows with the number of classes (about 0.45 inch per class) so 10+ classes and long
-    labels stay readable; a row with no images normalises to zeros.
+    labels stay readable; past SIDE_BY_SIDE classes the two panels are stacked, so the picture keeps
+    a page's width. A row with no images normalises to zeros.
     """
     matrix = np.asarray(matrix)
     side = max(4.0, 0.45 * len(labels) + 1.5)
     totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    figure = Figure(figsize=(2 * side + 1.5, side), layout="constrained")
-    left, right = figure.subplots(1, 2)
+    stacked = len(labels) > SIDE_BY_SIDE
+    figure = Figure(figsize=(side + 1, 2 * side + 1) if stacked else (2 * side + 1.5, side), layout="constrained")
+    left, right = figure.subplots(2, 1) if stacked else figure.subplots(1, 2)
     _matrix_panel(left, matrix, labels, f"Counts ({int(matrix.sum())} images)", "d", float(matrix.max()))
     _matrix_panel(right, shares, labels, "Share of each true class", ".2f", 1.0)
     _save(figure, path)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import hashlib
 import io
 import json
 import logging
 import os
+import platform
 import tempfile
 from collections.abc import Iterable, Sequence
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,29 @@ def write_json(path: Path, obj) -> None:
             return str(value) if isinstance(value, Path) else value.tolist()
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
     atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, default=fallback) + "\n")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages a run depends on, read from package metadata (no imports)."""
+    import retrain  # the package's own version, not whichever copy is installed
+
+    found = {"python": platform.python_version(), "retrain": retrain.__version__}
+    for package in ("tensorflow", "tf-keras", "tensorflow-hub", "ai-edge-litert", "numpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def run_card(**sections) -> dict:
+    """The run.json object: creation time (UTC, ISO 8601), versions, then the caller's sections in order.
+
+    The caller supplies module, image_size, classes, counts, options, metrics, class_weight,
+    data_fingerprint, seconds per stage, ...; write it with write_json(run_dir / "run.json", card).
+    """
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"created": created, "versions": versions(), **sections}
 
 
 def data_fingerprint(split_csv_path: Path, file_digests: Iterable[str]) -> str:

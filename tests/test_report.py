@@ -105,3 +105,11 @@ def test_write_reports_writes_every_file_and_escapes_labels(tmp_path):
     assert page.count('src="data:image/png;base64,') == 2 and page.count("data:image/jpeg") == len(wrong[:24])
     for png in ("confusion_matrix.png", "training.png"):
         assert Image.open(run / png).size[0] >= 800
+
+
+def test_run_card_carries_versions_and_the_callers_sections(tmp_path):
+    card = report.run_card(module="m", metrics={"test": {"accuracy": 0.5}})
+    assert list(card)[:2] == ["created", "versions"] and card["module"] == "m"
+    assert card["versions"]["tensorflow"].startswith("2.21") and card["created"].endswith("+00:00")
+    report.write_json(tmp_path / "run.json", card)
+    assert json.loads((tmp_path / "run.json").read_text())["metrics"]["test"]["accuracy"] == 0.5

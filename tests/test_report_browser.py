@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import colour_set, write_images
 
 import retrain
-from conftest import colour_set, write_images
 from retrain import data
 from retrain.report import Scored, write_reports
 from retrain.split import split_examples
