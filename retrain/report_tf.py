@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-SCALARS = {"loss": "loss", "accuracy": "accuracy"}  # history key (training; "val_" + key for validation)
+SCALARS = ("loss", "accuracy")  # history keys of training; "val_" + key for validation
 
 
 def new_log_folder(log_dir: Path) -> Path:
@@ -25,22 +25,26 @@ def new_log_folder(log_dir: Path) -> Path:
 
 
 def tensorboard_log(log_dir: Path, history: list[dict]) -> Path:
-    """Write epoch scalars `loss` and `accuracy` under <run>/train and <run>/validation; returns <run>.
+    """Write epoch scalars `epoch_loss` and `epoch_accuracy` under <run>/train and <run>/validation.
 
-    <run> is a new run-<n> folder under log_dir, so TensorBoard pointed at log_dir shows every run
-    and nothing earlier is deleted or overwritten. history: dicts with epoch, loss, accuracy,
-    val_loss, val_accuracy (missing values are skipped).
+    <run> (returned) is a new run-<n> folder under log_dir, so TensorBoard pointed at log_dir shows
+    every run and nothing earlier is deleted or overwritten. history: dicts with epoch, loss, accuracy,
+    val_loss, val_accuracy (missing values are skipped). Uses TensorFlow's own summary writer and
+    tags the values for TensorBoard's scalars plugin, so the tensorboard package is needed only to view.
     """
     import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
 
+    scalar = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
     run = new_log_folder(log_dir)
     for side, prefix in (("train", ""), ("validation", "val_")):
         writer = tf.summary.create_file_writer(str(run / side))
         with writer.as_default():
             for entry in history:
-                for key, name in SCALARS.items():
+                for key in SCALARS:
                     if entry.get(prefix + key) is not None:
-                        tf.summary.scalar(f"epoch_{name}", float(entry[prefix + key]), step=int(entry["epoch"]))
+                        tf.summary.write(f"epoch_{key}", tf.constant(float(entry[prefix + key]), tf.float32),
+                                         step=int(entry["epoch"]), metadata=scalar)
         writer.close()
     log.info("TensorBoard scalars of %d epochs in %s", len(history), run)
     return run

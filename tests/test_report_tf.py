@@ -10,16 +10,14 @@ HISTORY = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + e / 10, "val_loss": 1
 
 
 def scalars(folder) -> dict[tuple[str, int], float]:
-    """{(tag, step): value} from every event file under folder."""
+    """{(tag, step): value} of the scalars TensorBoard's own event reader finds under folder."""
     import tensorflow as tf
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    found = {}
-    for events in sorted(folder.glob("events.out.tfevents.*")):
-        for event in EventFileLoader(str(events)).Load():
-            for value in event.summary.value:
-                found[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-    return found
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.plugin_event_accumulator")
+    events = accumulator.EventAccumulator(str(folder))
+    events.Reload()
+    return {(tag, point.step): float(tf.make_ndarray(point.tensor_proto))
+            for tag in events.PluginTagToContent("scalars") for point in events.Tensors(tag)}
 
 
 def test_tensorboard_scalars_per_epoch_and_old_logs_kept(tmp_path):
