@@ -25,6 +25,7 @@ section{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:20px
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin:0 0 20px}
 .card{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:14px 16px}
 .card b{display:block;font-size:26px;font-weight:650}.card span{color:#6b7280;font-size:13px}
+.card.other{background:#f9fafb}.card.other b{font-size:20px;color:#4b5563}
 table{border-collapse:collapse;width:100%;font-size:14px}
 th,td{padding:6px 10px;border-bottom:1px solid #eef0f3;text-align:left;vertical-align:top}
 th{color:#6b7280;font-weight:600;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
@@ -73,8 +74,9 @@ def _cards(summary: dict, summaries: dict[str, dict]) -> str:
              ("ece", "calibration error (ECE)")]
     cards = [(summary[key], name) for key, name in shown if key in summary]
     cards.append((summary["macro"]["f1"], "macro F1"))
-    cards += [(s["accuracy"], f"{name} accuracy") for name, s in summaries.items() if s is not summary]
-    return "".join(f'<div class="card"><b>{_number(v)}</b><span>{escape(n)}</span></div>' for v, n in cards)
+    html = "".join(f'<div class="card"><b>{_number(v)}</b><span>{escape(n)}</span></div>' for v, n in cards)
+    return html + "".join(f'<div class="card other"><b>{_number(s["accuracy"])}</b><span>{escape(name)} accuracy '
+                          f'({s["count"]} images)</span></div>' for name, s in summaries.items() if s is not summary)
 
 
 def _facts(facts: dict) -> str:
@@ -126,11 +128,11 @@ def write_html(path: Path, *, title: str, facts: dict, summaries: dict[str, dict
 <h1>{escape(title)}</h1>
 <p class="sub">{len(labels)} classes · figures on the <b>{escape(focus)}</b> split ({summary['count']} images)</p>
 <div class="cards">{_cards(summary, summaries)}</div>
+<section><h2>Summary</h2><table class="facts">{_facts(facts)}</table></section>
 <section><h2>Most confused ({escape(focus)})</h2><ul class="pairs">{pairs}</ul></section>
 <section><h2>Per class ({escape(focus)})</h2>{_per_class(summary)}</section>
 {plots}
 <section><h2>Most confident mistakes ({escape(focus)})</h2>{_worst(worst, images_root)}</section>
-<section><h2>Run</h2><table class="facts">{_facts(facts)}</table></section>
 </main></body></html>
 """
     atomic_write(path, page)
