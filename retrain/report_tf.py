@@ -50,17 +50,18 @@ def tensorboard_log(log_dir: Path, history: list[dict]) -> Path:
     return run
 
 
-def median_latency_ms(version_dir: Path, image_bytes_list: list[bytes], repeats: int = 5) -> float:
+def median_latency_ms(version_dir: Path, image_bytes_list: list[bytes], repeats: int = 5, serve=None) -> float:
     """Median wall time in milliseconds of one single-image `serving_default` call on the exported model.
 
     version_dir: saved_model/N (input `image_bytes`, string [N]). Each image is sent `repeats` times
     after one warm-up call per image (the first calls trace and allocate); needs at least one image.
+    serve: the version's loaded `serving_default` signature, when the caller has it (saves a load).
     """
     import tensorflow as tf
 
     if not image_bytes_list:
         raise ValueError("median_latency_ms needs at least one image")
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    serve = serve or tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     requests = [tf.constant([raw]) for raw in image_bytes_list]
     for request in requests:
         serve(image_bytes=request)["scores"].numpy()

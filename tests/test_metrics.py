@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retrain.errors import RetrainError
 from retrain.metrics import class_weights, compute, expected_calibration_error
@@ -71,3 +73,21 @@ def test_class_weights():
     assert class_weights({"a": 10, "b": 90}, "none") == (None, "none")
     with pytest.raises(RetrainError, match="--class-weight"):
         class_weights({"a": 1}, "inverse")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 7).flatmap(lambda k: st.tuples(
+    st.just(k), st.lists(st.integers(0, k - 1), min_size=1, max_size=40),
+    st.integers(0, 2**32 - 1))))
+def test_invariants_on_random_scores(case):
+    k, y, seed = case
+    logits = np.random.default_rng(seed).normal(size=(len(y), k)) * 3
+    scores = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    result = compute(y, scores, [f"c{i}" for i in range(k)])
+    s = result.summary
+    assert result.confusion.sum() == len(y) and s["accuracy"] == pytest.approx(np.trace(result.confusion) / len(y))
+    assert s["weighted"]["recall"] == pytest.approx(s["accuracy"])
+    assert len(result.misclassified) == len(y) - np.trace(result.confusion)
+    assert [r[3] for r in result.misclassified] == sorted((r[3] for r in result.misclassified), reverse=True)
+    assert 0.0 <= s["ece"] <= 1.0 and s["loss"] >= 0.0
+    assert ("top5_accuracy" in s) == (k > 5)

@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 from conftest import colour_set, write_images
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retrain import data
 from retrain.data import Example
@@ -99,3 +101,16 @@ def test_split_csv_lists_every_image_once(tmp_path):
     assert sorted(r[0] for r in rows[1:]) == sorted(e.rel for e in items)
     assert all(where(result)[p] == s and p.startswith(c + "/") for p, c, s in rows[1:])
     assert [p.name for p in tmp_path.iterdir()] == ["split.csv"]  # no temporary file left behind
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=2, max_size=5), st.sampled_from([0.05, 0.1, 0.3]),
+       st.sampled_from([0.0, 0.1, 0.3]))
+def test_every_image_once_and_the_minimums_hold(sizes, validation, test):
+    labels, items = examples({f"c{i}": n for i, n in enumerate(sizes)})
+    result = split_examples(items, labels, validation_split=validation, test_split=test)
+    assert sorted(where(result)) == sorted(e.rel for e in items)
+    for k, n in enumerate(sizes):
+        counts = [sum(e.label == k for e in part) for part in (result.train, result.validation, result.test)]
+        assert counts[0] >= 1 and counts[1] >= min(1, n - 1)
+        assert counts[2] >= (1 if n >= 3 and test > 0 else 0) and (test > 0 or counts[2] == 0)
