@@ -56,3 +56,12 @@ def rows() -> list[dict]:
         table.append({"name": name, "handle": handle, "image_size": image_size,
                       "feature_dim": feature_dim, "offline": offline})
     return table
+
+
+def table() -> list[str]:
+    """rows() as aligned text lines, header first: name, size, features, offline, handle."""
+    found = rows()
+    width = max(len(r["name"]) for r in found)
+    return [f"{'name':<{width}}  size  features  offline  handle"] + [
+        f"{r['name']:<{width}}  {r['image_size'] or 'any':>4}  {r['feature_dim'] or '?':>8}  "
+        f"{'yes' if r['offline'] else 'no':>7}  {r['handle']}" for r in found]

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from retrain import native
-from retrain.config import ENGINES, TFLITE_KINDS, Config
+from retrain import native, summary
+from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS, Config
 from retrain.errors import RetrainError
 from retrain.version import __version__
 
@@ -27,9 +27,15 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.INFO if verbose > 0 else logging.ERROR)
 
 
-def _fail(error: RetrainError) -> None:
-    click.echo(f"Error: {error}", err=True)
-    sys.exit(error.exit_code)
+class _Retrain(click.Group):
+    """The command group: an error the user can fix is one line on stderr and its exit code, no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RetrainError as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -37,58 +43,75 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
+# (option, the state of the others that makes it mean nothing, why): refused rather than ignored.
+_MEANINGLESS = (
+    ("cache_dir", lambda p: p["no_cache"], "found it with --no-cache, which reads and writes no cache"),
+    ("test_split", lambda p: p["test_images"] is not None, "found it with --test-images, which is the test set"),
+    ("max_export_drop", lambda p: p["tflite"] is None, "found it without --tflite, whose accuracy drop it bounds"),
+)
+
+
 def _refuse_ignored(ctx: click.Context) -> None:
     """Options that would be silently ignored are usage errors (exit 2), never dropped."""
     if ctx.invoked_subcommand is not None:
-        given = sorted(p.opts[0] for p in ctx.command.params if p.name != "verbose" and p.name != "quiet"
+        given = sorted(p.opts[0] for p in ctx.command.params if p.name not in ("verbose", "quiet")
                        and isinstance(p, click.Option) and _given(ctx, p.name))
         if given:
             raise click.UsageError(f"{', '.join(given)} train a model and mean nothing to "
                                    f"`{ctx.invoked_subcommand}`; put them without a command, or drop them")
         return
-    if ctx.params["no_cache"] and _given(ctx, "cache_dir"):
-        raise click.UsageError("--cache-dir: found it with --no-cache, which reads and writes no cache; "
-                               "expected one of the two")
-    if _given(ctx, "max_export_drop") and ctx.params["tflite"] is None:
-        raise click.UsageError("--max-export-drop: found it without --tflite, expected --tflite KIND with it "
-                               "(it bounds the TFLite file's accuracy drop)")
+    for name, pointless, why in _MEANINGLESS:
+        if _given(ctx, name) and pointless(ctx.params):
+            raise click.UsageError(f"--{name.replace('_', '-')}: {why}; expected one of the two")
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--images", type=click.Path(path_type=Path), help="Folder with one sub-folder of images per class.")
-@click.option("--module", default=D.module, show_default=True,
-              help="Module name (see `retrain modules`), TF-Hub/Kaggle handle or local SavedModel folder.")
-@click.option("--output", type=click.Path(path_type=Path), help="Run folder [default: runs/<images folder name>].")
-@click.option("--epochs", type=click.IntRange(min=1), default=D.epochs, show_default=True,
-              help="Most epochs for the new layer; early stopping on validation loss picks the best.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True,
-              help="Images per extraction batch and feature vectors per training step.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=D.learning_rate,
-              show_default=True, help="Adam learning rate for the new layer.")
-@click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=D.validation_split, show_default=True, help="Share of each class held out for validation.")
-@click.option("--image-size", type=click.IntRange(min=8), default=D.image_size,
-              help="Input side in pixels for modules that accept any size [default: the module's, else 224].")
-@click.option("--seed", type=int, default=D.seed, show_default=True, help="Random seed; same seed, same weights.")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=D.dropout, show_default=True,
-              help="Dropout rate before the new layer.")
-@click.option("--patience", type=click.IntRange(min=1), default=D.patience, show_default=True,
-              help="Epochs without a better validation loss before training stops.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Feature cache folder [default: ~/.cache/retrain/features].")
+_PATH, _DIR = click.Path(path_type=Path), click.Path(file_okay=False, path_type=Path)
+_POSITIVE, _SHARE = click.IntRange(min=1), click.FloatRange(0, 1, max_open=True)
+# flag -> (type, help) of the training options; each default is the Config field of the same name.
+TRAINING_OPTIONS = {
+    "--images": (_PATH, "Folder with one sub-folder of images per class."),
+    "--module": (str, "Module name (see `retrain modules`), TF-Hub/Kaggle handle or local SavedModel folder."),
+    "--output": (_PATH, "Run folder [default: runs/<images folder name>]."),
+    "--epochs": (_POSITIVE, "Most epochs for the new layer; early stopping on validation loss picks the best."),
+    "--batch-size": (_POSITIVE, "Images per extraction batch and feature vectors per training step."),
+    "--learning-rate": (click.FloatRange(min=0, min_open=True), "Adam learning rate for the new layer."),
+    "--validation-split": (click.FloatRange(0, 1, min_open=True, max_open=True),
+                           "Share of each class held out for validation (early stopping)."),
+    "--test-split": (_SHARE, "Share of each class held out as the test set of the reports; 0 turns it off."),
+    "--test-images": (_PATH, "A separate labelled folder used as the test set instead of --test-split."),
+    "--image-size": (click.IntRange(min=8), "Input side for modules of any size [default: the module's, else 224]."),
+    "--seed": (int, "Random seed; same seed, same weights."),
+    "--dropout": (_SHARE, "Dropout rate before the new layer."),
+    "--patience": (_POSITIVE, "Epochs without a better validation loss before training stops."),
+    "--cache-dir": (_DIR, "Feature cache folder [default: ~/.cache/retrain/features]."),
+    "--engine": (click.Choice(ENGINES), "Backbone engine: auto is TensorFlow on a GPU, else LiteRT, else TensorFlow."),
+    "--max-pixels": (_POSITIVE, "Largest width x height accepted in training and by the served model."),
+    "--tflite": (click.Choice(TFLITE_KINDS), "Also write runs/N/model.tflite of this kind."),
+    "--max-export-drop": (click.FloatRange(min=0), "With --tflite: largest accuracy drop in points (else exit 3)."),
+    "--min-accuracy": (click.FloatRange(0, 1), "Exit 3 unpublished if test (else validation) accuracy is below it."),
+    "--class-weight": (click.Choice(CLASS_WEIGHTS), "Weight the loss by inverse class frequency (auto: when the "
+                                                    "largest class is over 1.5x the smallest)."),
+    "--tensorboard": (_DIR, "Also write TensorBoard scalars per epoch into a new run-<n> folder here."),
+}
+
+
+def _training_options(command):
+    """Apply TRAINING_OPTIONS to a click command, defaults from Config."""
+    for flag, (kind, text) in reversed(TRAINING_OPTIONS.items()):
+        default = getattr(D, flag[2:].replace("-", "_"))
+        command = click.option(flag, type=kind, default=default, show_default=default is not None, help=text)(command)
+    return command
+
+
+@click.group(cls=_Retrain, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@_training_options
 @click.option("--no-cache", is_flag=True, help="Run the backbone on every image in every epoch (the old, slow way).")
-@click.option("--engine", type=click.Choice(ENGINES), default=D.engine, show_default=True,
-              help="Engine running the backbone: auto uses TensorFlow on a GPU, else LiteRT, else TensorFlow.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=D.max_pixels, show_default=True,
-              help="Largest width x height accepted in training and by the served model.")
-@click.option("--tflite", type=click.Choice(TFLITE_KINDS), help="Also write runs/N/model.tflite of this kind.")
-@click.option("--max-export-drop", type=click.FloatRange(min=0), default=D.max_export_drop, show_default=True,
-              help="With --tflite: largest accuracy drop in points before the run fails (exit 3).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-v", "--verbose", count=True, help="-v: also TensorFlow's own start-up lines; -vv: debug.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
 @click.version_option(__version__, prog_name="retrain")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, **options) -> None:
+def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, as_json: bool, **options) -> None:
     """Train a new softmax layer on a frozen TF-Hub image feature vector and export it for TF Serving.
 
     \b
@@ -101,38 +124,18 @@ def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, **option
         return
     if options["images"] is None:
         raise click.UsageError("Missing option '--images': a folder with one sub-folder per class.")
-    try:
-        config = Config(use_cache=not no_cache, **options)
-        from retrain import pipeline  # imported here to keep --help fast
+    config = Config(use_cache=not no_cache, **options)
+    from retrain import pipeline  # imported here to keep --help fast
 
-        result = pipeline.run(config)
-    except RetrainError as error:
-        _fail(error)
-    _print_summary(result)
-
-
-def _print_summary(result) -> None:
-    click.echo(f"validation accuracy: {result.val_accuracy:.3f} (epoch {result.epochs}, "
-               f"{sum(result.val_counts.values())} images)")
-    if result.skipped:
-        click.echo(f"skipped: {len(result.skipped)} files that do not decode (listed above)")
-    if result.tflite:
-        click.echo(f"tflite ({result.tflite['kind']}): accuracy {result.tflite['tflite_accuracy']:.3f} "
-                   f"against {result.tflite['saved_model_accuracy']:.3f}")
-    click.echo(f"model: {result.saved_model_dir}")
-    click.echo(f"run: {result.run_dir}")
+    result = pipeline.run(config)
+    click.echo(json.dumps(summary.as_json(result)) if as_json else "\n".join(summary.as_lines(result)))
 
 
 @main.command("modules")
 def modules_command() -> None:
     """List the known module names with handle, input size, feature size and offline availability."""
     from retrain import catalog
-    rows = catalog.rows()
-    width = max(len(r["name"]) for r in rows)
-    click.echo(f"{'name':<{width}}  size  features  offline  handle")
-    for r in rows:
-        click.echo(f"{r['name']:<{width}}  {r['image_size'] or 'any':>4}  {r['feature_dim'] or '?':>8}  "
-                   f"{'yes' if r['offline'] else 'no':>7}  {r['handle']}")
+    click.echo("\n".join(catalog.table()))
 
 
 @main.command("predict")
@@ -147,10 +150,7 @@ def predict_command(model: Path, images: tuple[Path, ...], top_k: int, as_json: 
     """
     native.import_tensorflow()
     from retrain import predict
-    try:
-        results = predict.predict(model, list(images), top_k)
-    except RetrainError as error:
-        _fail(error)
+    results = predict.predict(model, list(images), top_k)
     for r in results:
         if as_json:
             click.echo(json.dumps(r))
@@ -168,17 +168,17 @@ def predict_command(model: Path, images: tuple[Path, ...], top_k: int, as_json: 
               help="Labelled test folder, one sub-folder per label (names must be the model's labels).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True,
               help="Images per call of the model.")
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for metrics.json and report.html [default: runs/N/eval-<images folder name>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def evaluate_command(model: Path, images: Path, batch_size: int, as_json: bool) -> None:
-    """Accuracy of MODEL (run folder, saved_model/ or saved_model/N/) on a labelled image folder."""
+def evaluate_command(model: Path, images: Path, batch_size: int, output: Path | None, as_json: bool) -> None:
+    """Accuracy of MODEL (run folder, saved_model/ or saved_model/N/) on a labelled image folder, with reports."""
     from retrain.evaluate import evaluate
-    try:
-        result = evaluate(model, images, batch_size)
-    except RetrainError as error:
-        _fail(error)
+    result = evaluate(model, images, batch_size, output)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(result)))
         return
     click.echo(f"accuracy: {result.accuracy:.4f} on {result.count} images")
     for label, accuracy in result.per_class.items():
         click.echo(f"  {label:<24} {accuracy:.3f}")
+    click.echo(f"report: {Path(result.output) / 'report.html'}")

@@ -9,6 +9,7 @@ from retrain.errors import RetrainError
 
 ENGINES = ("auto", "litert", "tf")
 TFLITE_KINDS = ("float32", "float16", "int8")
+CLASS_WEIGHTS = ("auto", "balanced", "none")
 
 
 def cache_home() -> Path:
@@ -41,8 +42,12 @@ class Config:
     batch_size: int = 64
     # Adam step size for the head: on frozen features 1e-3 converges in tens of epochs.
     learning_rate: float = 1e-3
-    # Share of each class held out for validation, by a stable hash of the file path.
-    validation_split: float = 0.2
+    # Share of each class held out for validation (early stopping), by a stable hash of the file path.
+    validation_split: float = 0.1
+    # Share of each class held out as an untouched test set for the reports and the gate; 0 turns it off.
+    test_split: float = 0.1
+    # A separate labelled folder used as the test set instead of --test-split (same class names).
+    test_images: Path | None = None
     # Square input side in pixels when the module does not fix one; None means the module's or 224.
     image_size: int | None = None
     # Seeds weight init, dropout and shuffling, so a rerun gives the same weights on the same machine.
@@ -63,11 +68,25 @@ class Config:
     tflite: str | None = None
     # Largest accuracy drop of the TFLite file versus the SavedModel, in percentage points.
     max_export_drop: float = 1.0
+    # Publish only when test accuracy (validation without a test set) reaches this, in [0, 1]; None: always.
+    min_accuracy: float | None = None
+    # Loss weights by inverse class frequency: auto uses them when the largest class is over 1.5x the smallest.
+    class_weight: str = "auto"
+    # Folder for TensorBoard scalars per epoch (each run adds a run-<n> folder); None writes none.
+    tensorboard: Path | None = None
 
     def __post_init__(self) -> None:
         # Cross-field and range rules live here so the Python API checks what the CLI checks.
         if not 0.0 < self.validation_split < 1.0:
             raise RetrainError(f"--validation-split: found {self.validation_split}, expected a number between 0 and 1")
+        if not 0.0 <= self.test_split < 1.0 or self.validation_split + self.test_split >= 1.0:
+            raise RetrainError(f"--test-split: found {self.test_split} with --validation-split "
+                               f"{self.validation_split}, expected 0 <= test and validation + test < 1")
+        if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
+            raise RetrainError(f"--min-accuracy: found {self.min_accuracy}, expected a number in [0, 1]")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise RetrainError(f"--class-weight: found {self.class_weight!r}, "
+                               f"expected one of {', '.join(CLASS_WEIGHTS)}")
         if self.epochs < 1:
             raise RetrainError(f"--epochs: found {self.epochs}, expected at least 1")
         if self.batch_size < 1:

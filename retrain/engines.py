@@ -89,14 +89,15 @@ class LiteRTEngine:
     def __init__(self, model_path: Path, batch_size: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        with native.quiet():  # "Created TensorFlow Lite XNNPACK delegate for CPU." on stderr
+        # Creating the interpreter and planning its tensors print "Created TensorFlow Lite XNNPACK delegate".
+        with native.quiet():
             self._interpreter = Interpreter(model_path=str(model_path), num_threads=os.cpu_count())
-        (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-        self._input, self._output = inp["index"], out["index"]
-        self._shape = [batch_size, *inp["shape"][1:]]
-        # Sized once for full batches; a short last batch is zero-padded rather than re-planned.
-        self._interpreter.resize_tensor_input(self._input, self._shape, strict=False)
-        self._interpreter.allocate_tensors()
+            (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+            self._input, self._output = inp["index"], out["index"]
+            self._shape = [batch_size, *inp["shape"][1:]]
+            # Sized once for full batches; a short last batch is zero-padded rather than re-planned.
+            self._interpreter.resize_tensor_input(self._input, self._shape, strict=False)
+            self._interpreter.allocate_tensors()
         self.dim = int(self._interpreter.get_output_details()[0]["shape"][-1])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

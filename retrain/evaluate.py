@@ -1,4 +1,5 @@
-"""Accuracy of an exported model on a labelled image folder, through its bytes-in serving signature.
+"""An exported model judged on a labelled image folder, through its bytes-in serving signature, with the
+same reports a run writes.
 
 Evaluating through `serving_default` measures exactly what a TF Serving client gets: decoding,
 resizing, module and head, all inside the exported graph.
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import data, native
+from retrain import data, native, report
 from retrain.errors import RetrainError, skip_line
 
 log = logging.getLogger(__name__)
@@ -21,37 +22,55 @@ log = logging.getLogger(__name__)
 class Evaluation:
     accuracy: float                 # in [0, 1] over the images evaluated
     count: int                      # images evaluated (skipped ones excluded)
-    per_class: dict[str, float]     # accuracy of each folder's images
-    confusion: list[list[int]]      # [true folder][predicted model label], model label order
+    per_class: dict[str, float]     # accuracy (recall) of each folder's images
+    confusion: list[list[int]]      # [true label][predicted label], model label order
     model_labels: list[str]
     skipped: list[tuple[str, str]]  # (path, one-line reason) of files the served graph refused
+    output: str                     # the folder holding metrics.json and report.html
 
 
-def evaluate(model: Path, images: Path, batch_size: int = 64) -> Evaluation:
-    """Run every image of `images` (one folder per label) through the newest version under `model`.
+def default_output(version: Path, images: Path) -> Path:
+    """runs/N/eval-<images folder name> for <output>/saved_model/N or runs/N/saved_model; else beside the model."""
+    name = f"eval-{Path(images).resolve().name}"
+    if version.parent.name == "saved_model" and version.name.isdigit():
+        return version.parent.parent / "runs" / version.name / name
+    return version.parent / name
 
-    Folder names must be labels of the model; raises RetrainError naming the first one that is not.
+
+def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | None = None) -> Evaluation:
+    """Run every image of `images` (one folder per label) through the newest version under `model`, and
+    write metrics.json (the result under "test"), the confusion matrix, misclassified.csv and report.html
+    into `output` (default: default_output).
+
+    Folder names must be labels of the model; raises RetrainError naming every one that is not.
     A file the served graph refuses is skipped with its reason, as in training.
     """
     folder_labels, examples = data.scan(images)
     native.import_tensorflow()  # after the folder checks, which need no TensorFlow
     from retrain import predict
 
-    version, serve, model_labels = predict.load(Path(model))
-    unknown = [name for name in folder_labels if name not in model_labels]
+    version, serve, labels = predict.load(Path(model))
+    unknown = [name for name in folder_labels if name not in labels]
     if unknown:
-        raise RetrainError(f"--images: folder {unknown[0]} is not a label of {version}; "
-                           f"expected one of {', '.join(model_labels)}")
+        raise RetrainError(f"--images: folders {', '.join(unknown)} are not labels of {version}; "
+                           f"expected some of {', '.join(labels)}")
     log.info("evaluating on %d images", len(examples))
     outcomes = predict.score_files(serve, [e.path for e in examples], batch_size)
     skipped = [(str(e.path), o) for e, o in zip(examples, outcomes) if isinstance(o, str)]
     for path, why in skipped:
         log.warning(skip_line(path, why))
     scored = [(e, o) for e, o in zip(examples, outcomes) if not isinstance(o, str)]
-    truth = np.array([model_labels.index(folder_labels[e.label]) for e, _ in scored], np.int64)
-    predicted = np.array([int(np.argmax(o)) for _, o in scored], np.int64)
-    confusion = np.zeros((len(model_labels), len(model_labels)), np.int64)
-    np.add.at(confusion, (truth, predicted), 1)
-    per_class = {model_labels[k]: float(np.mean(predicted[truth == k] == k)) for k in sorted(set(truth.tolist()))}
-    return Evaluation(accuracy=float(np.mean(predicted == truth)) if len(truth) else 0.0, count=len(truth),
-                      per_class=per_class, confusion=confusion.tolist(), model_labels=model_labels, skipped=skipped)
+    truth = np.array([labels.index(folder_labels[e.label]) for e, _ in scored], np.int64)
+    scores = np.array([o for _, o in scored], np.float32).reshape(len(scored), len(labels))
+    out = Path(output) if output is not None else default_output(version, images)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = report.write_reports(
+        out, labels=labels, splits={"test": report.Scored(truth, scores, [e.rel for e, _ in scored])},
+        images_root=Path(images), facts={"model": str(version), "images": str(images), "skipped files": len(skipped)},
+        title=f"retrain evaluate · {Path(images).resolve().name}")
+    test = summaries["test"]
+    report.write_json(out / "metrics.json", {"test": test, "model": str(version), "images": str(images),
+                                             "skipped": len(skipped)})
+    per_class = {labels[k]: float(np.mean(scores[truth == k].argmax(1) == k)) for k in sorted(set(truth.tolist()))}
+    return Evaluation(accuracy=test["accuracy"], count=len(truth), per_class=per_class, confusion=test["confusion"],
+                      model_labels=labels, skipped=skipped, output=str(out))

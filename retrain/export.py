@@ -124,12 +124,20 @@ def export_saved_model(model, *, labels: list[str], image_size: int, base_dir: P
     higher = [n for n in fs.numbered(base_dir) if n > version]
     if higher:
         log.warning("versions %s are higher than %d: TF Serving keeps serving the highest", sorted(higher), version)
+    return publish(model, version_dir, labels=labels, image_size=image_size, max_pixels=max_pixels, info=info,
+                   warmup_images=warmup_images)
+
+
+def publish(model, folder: Path, *, labels: list[str], image_size: int, max_pixels: int, info: dict,
+            warmup_images: list[bytes]) -> Path:
+    """save() into a staging folder beside `folder`, then rename it to `folder`; never overwrites one."""
+    folder = Path(folder)
     try:
-        if version_dir.exists():  # refuse before spending seconds on a save that cannot be published
-            raise fs.AlreadyThere(version_dir)
-        with fs.staged_dir(version_dir) as staging:
+        if folder.exists():  # refuse before spending seconds on a save that cannot be published
+            raise fs.AlreadyThere(folder)
+        with fs.staged_dir(folder) as staging:
             save(model, staging, labels=labels, image_size=image_size, max_pixels=max_pixels, info=info,
                  warmup_images=warmup_images)
     except fs.AlreadyThere:
-        raise RetrainError(f"export: found an existing {version_dir}, expected a new version number") from None
-    return version_dir
+        raise RetrainError(f"export: found an existing {folder}, expected a new version number") from None
+    return folder

@@ -10,16 +10,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from retrain import engines, preprocess
 from retrain.cache import FeatureCache, namespace
-from retrain.errors import reason, skip_line
+from retrain.decoding import Decoder
 from retrain.matrix import FeatureMatrix
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Extraction:
     skipped: list[tuple[Path, str]]   # (path, one-line reason) of each file that did not decode
     cached: int                       # rows read from the cache
     extracted: int                    # rows computed by the engine (duplicates of a file count once each)
+    digests: list[str]                # SHA-256 hex of each file's bytes, in the order of paths
     stable = True                     # a trainer may keep rows it read: they never change
 
     @property
@@ -65,9 +66,10 @@ def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_di
     workdir is where a large matrix is kept (the caller owns it). Files that do not decode are skipped
     (and logged once each); they are never cached, so a fixed file is picked up by the next run.
     """
+    digests = [file_digest(path) for path in paths]
     rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
-    for i, path in enumerate(paths):
-        rows.setdefault(file_digest(path), []).append(i)
+    for i, digest in enumerate(digests):
+        rows.setdefault(digest, []).append(i)
     cache = open_cache(cache_dir, module, image_size) if cache_dir is not None else None
     missing = [key for key in rows if cache is None or key not in cache]
     cached = [key for key in rows if cache is not None and key in cache]
@@ -75,7 +77,7 @@ def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_di
     log.info("features: %s cached, %s to extract", f"{n_cached:,}", f"{n_missing:,}")
     runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
     dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
-    result = Extraction(FeatureMatrix(len(paths), dim, workdir), np.zeros(len(paths), bool), [], n_cached, 0)
+    result = Extraction(FeatureMatrix(len(paths), dim, workdir), np.zeros(len(paths), bool), [], n_cached, 0, digests)
     if cached:
         for dest, features in cache.read([k for k in cached for _ in rows[k]], [r for k in cached for r in rows[k]]):
             result.matrix.put(dest, features)
@@ -93,49 +95,6 @@ def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_di
     return result
 
 
-class Decoder:
-    """Image files -> float32 [m, S, S, 3] pixels by preprocess.decode_batch, skipping what does not decode.
-
-    Batched in one traced call: on 28x28 PNGs it decoded 2,500 images/s against 700 for one traced call
-    per image, on 800x600 JPEGs 450 against 200 (bench/decode.py; 2 cores, same process, interleaved).
-    """
-
-    def __init__(self, image_size: int, max_pixels: int) -> None:
-        self.image_size = image_size
-        self._decode = tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
-                                   input_signature=[tf.TensorSpec([None], tf.string)])
-
-    def __call__(self, paths: list[Path], skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
-        """(pixels of the files that decode, their indices into paths); the others are added to `skipped`.
-
-        One bad file does not cost its batch: when the batch fails, each file is decoded alone.
-        """
-        blobs, good = [], []
-        for i, path in enumerate(paths):
-            try:
-                blobs.append(Path(path).read_bytes())
-                good.append(i)
-            except OSError as err:
-                _skip(skipped, path, f"cannot read the file ({err.strerror or err})")
-        try:
-            return self._decode(tf.constant(blobs, tf.string)).numpy(), good
-        except tf.errors.InvalidArgumentError:
-            images, kept = [], []
-            for i, blob in zip(good, blobs):
-                try:
-                    images.append(self._decode(tf.constant([blob]))[0].numpy())
-                    kept.append(i)
-                except tf.errors.InvalidArgumentError as err:
-                    _skip(skipped, paths[i], reason(err))
-            empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
-            return (np.stack(images) if images else empty), kept
-
-
-def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
-    skipped.append((Path(path), why))
-    log.warning(skip_line(path, why))
-
-
 def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int,
                 skipped: list[tuple[Path, str]]):
     """Yield (keys, float32 [n, D]) batch by batch for the items (key, path) that decode.
@@ -145,18 +104,18 @@ def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_si
     1-1.5 ms more CPU per image and was no faster (docs/benchmarks.md), as tf.data prefetching was.
     """
     decode = Decoder(image_size, max_pixels)
-    bar = tqdm(total=len(items), unit="img", desc=f"extracting ({runner.name})", leave=False,
-               disable=None if log.isEnabledFor(logging.INFO) else True)
-    with bar:
-        for start in range(0, len(items), batch_size):
-            batch = items[start:start + batch_size]
+    start = time.perf_counter()
+    with tqdm(total=len(items), unit="img", desc=f"extracting ({runner.name})", leave=False,
+              disable=None if log.isEnabledFor(logging.INFO) else True) as bar:
+        for first in range(0, len(items), batch_size):
+            batch = items[first:first + batch_size]
             images, good = decode([path for _, path in batch], skipped)
             if good:
                 yield [batch[i][0] for i in good], runner(images)
             bar.update(len(batch))
-    rate = bar.format_dict["n"] / max(bar.format_dict["elapsed"], 1e-9)
-    log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{len(items):,}",
-             bar.format_dict["elapsed"], rate, runner.name)
+    seconds = time.perf_counter() - start
+    log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{len(items):,}", seconds,
+             len(items) / max(seconds, 1e-9), runner.name)
 
 
 class LiveFeatures:
@@ -173,6 +132,11 @@ class LiveFeatures:
         self.skipped: list[tuple[Path, str]] = []
         self._bad: set[int] = set()
         self.batch_size = batch_size
+
+    @property
+    def digests(self) -> list[str]:
+        """SHA-256 hex of each file (for the run card's data fingerprint), read when asked."""
+        return [file_digest(path) for path in self.paths]
 
     @property
     def kept(self) -> np.ndarray:

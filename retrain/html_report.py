@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from retrain.report import atomic_write
+from retrain.fs import write_atomic
 
 log = logging.getLogger(__name__)
 THUMB_PX = 96     # longest side of a misclassified image's thumbnail
@@ -136,4 +136,4 @@ def write_html(path: Path, *, title: str, facts: dict, summaries: dict[str, dict
 <section><h2>Most confident mistakes ({escape(focus)})</h2>{_worst(worst, images_root)}</section>
 </main></body></html>
 """
-    atomic_write(path, page)
+    write_atomic(path, page)

@@ -5,80 +5,152 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from retrain import data, native, runs
+from retrain import data, metrics, native, runs, split
 from retrain.config import Config
 from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
 WARMUP_IMAGES = 3  # real requests replayed by TF Serving at load: enough to trace every branch once
+LATENCY_IMAGES = 5  # test images timed one by one through the exported model
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
     version: int                  # the run's number N
-    run_dir: Path                 # <output>/runs/N: labels.txt, metrics.json
-    saved_model_dir: Path         # <output>/saved_model/N, what TF Serving loads
+    run_dir: Path                 # <output>/runs/N: labels.txt, metrics.json, report.html, ...
+    saved_model_dir: Path         # <output>/saved_model/N (published) or runs/N/saved_model (held back)
+    published: bool               # False when --min-accuracy held the model back
     labels: list[str]
-    train_counts: dict[str, int]  # training images per label (skipped files excluded)
-    val_counts: dict[str, int]    # validation images per label
-    val_accuracy: float           # in [0, 1], on the held-out split
-    epochs: int                   # epochs of the kept weights
-    seconds: float                # wall time of the whole run
+    counts: dict[str, dict[str, int]]  # split -> label -> images (skipped files excluded)
+    metrics: dict[str, dict]      # split -> metrics summary (accuracy, loss, per class, ...)
+    focus: str                    # the split the reports and the gate judge: "test", else "validation"
+    epochs: int                   # epoch of the kept weights
+    class_weight: str             # "balanced" or "none", what the loss used
+    seconds: dict[str, float]     # wall time per stage and in total
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
-    tflite: dict | None = None    # with --tflite: kind, both accuracies and the drop in points
+    tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.metrics["validation"]["accuracy"]
+
+    @property
+    def train_counts(self) -> dict[str, int]:
+        return self.counts["train"]
+
+    @property
+    def val_counts(self) -> dict[str, int]:
+        return self.counts["validation"]
 
 
 def run(config: Config) -> Result:
-    """Do what `python -m retrain` does: train a new layer on config.images and export it."""
-    start = time.monotonic()
-    labels, examples = data.scan(config.images)
-    train_set, val_set = data.split(examples, config.validation_split)
-    if not val_set:
-        raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
-                           "so that some can be held out for validation")
-    log.info("split: %d training, %d validation images", len(train_set), len(val_set))
+    """Do what `python -m retrain` does: train a new layer on config.images, export it and report."""
+    clock = runs.Clock()
+    labels, parts, test_root = _scan_and_split(config)
     version, run_dir = runs.reserve(config.output_dir)
-    # TensorFlow loads only now: input errors above print alone, without its start-up time and noise.
-    native.import_tensorflow()
-    from retrain import export, model, modules, tflite, training
+    split.write_split_csv(run_dir / "split.csv", parts, labels)
+    clock.lap("scan")
+    native.import_tensorflow()  # only now: input errors above print alone, without its start-up noise
+    from retrain import modules
 
     module = modules.load_info(config.module)
     image_size = modules.image_size_for(module, config.image_size)
-    examples = train_set + val_set
-    y = np.array([e.label for e in examples], np.int32)
-    is_train = np.arange(len(examples)) < len(train_set)
+    examples = [e for name in split.SPLITS for e in parts[name]]
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
         source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
-        _check_classes(labels, y[source.kept & is_train], config.images)
-        log.info("training the new layer on %d images for up to %d epochs", np.sum(source.kept & is_train),
-                 config.epochs)
-        trained = training.train_head(
-            source, y, np.flatnonzero(source.kept & is_train), np.flatnonzero(source.kept & ~is_train), len(labels),
-            dropout=config.dropout, learning_rate=config.learning_rate, batch_size=config.batch_size,
-            epochs=config.epochs, patience=config.patience, seed=config.seed)
-    train_kept, val_kept = ([e for e, k in zip(examples, source.kept & side) if k] for side in (is_train, ~is_train))
-    log.info("exporting the SavedModel (takes seconds)")
-    saved = export.export_saved_model(
-        model.build_classifier(module.path, image_size, trained.head), labels=labels, image_size=image_size,
-        base_dir=config.output_dir / "saved_model", version=version, max_pixels=config.max_pixels,
-        warmup_images=[e.path.read_bytes() for e in val_kept[:WARMUP_IMAGES]],
-        info={"module_handle": config.module, "module_path": module.path, "module_fingerprint": module.fingerprint,
-              "metrics": {"val_accuracy": trained.val_accuracy, "epochs": trained.epoch}})
-    lite = tflite.export_checked(
-        saved, run_dir, config.tflite, train_paths=[e.path for e in train_kept], val_paths=[e.path for e in val_kept],
-        val_labels=[e.label for e in val_kept], image_size=image_size, max_pixels=config.max_pixels,
-        max_drop=config.max_export_drop) if config.tflite else None
-    result = Result(version, run_dir, saved, labels, _counts(labels, train_kept), _counts(labels, val_kept),
-                    trained.val_accuracy, trained.epoch, time.monotonic() - start,
-                    [(str(p), why) for p, why in source.skipped], lite)
-    runs.write_labels(run_dir, labels)
-    runs.write_json(run_dir / "metrics.json", _metrics(result, config.module, image_size))
+        clock.lap("features")
+        trained, scored, kept, weighting = _train(config, labels, source, examples, parts)
+    clock.lap("training")
+    focus = "test" if len(scored["test"].y_true) else "validation"
+    accuracy = float(np.mean(scored[focus].scores.argmax(1) == scored[focus].y_true))
+    published = config.min_accuracy is None or accuracy >= config.min_accuracy
+    target = config.output_dir / "saved_model" / str(version) if published else run_dir / "saved_model"
+    saved = _export(config, module, image_size, labels, trained, target, kept["validation"],
+                    {f"{focus}_accuracy": accuracy})
+    lite = _tflite(config, saved, run_dir, image_size, kept["train"], kept[focus]) if config.tflite else None
+    clock.lap("export")
+    counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}
+    result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
+                    clock.seconds, [(str(p), why) for p, why in source.skipped], lite)
+    summaries, facts = runs.write_reports(result, config, scored, trained.history,
+                                          test_root if focus == "test" else Path(config.images), image_size,
+                                          [e.path for e in kept[focus][:LATENCY_IMAGES]])
+    result = dataclasses.replace(result, metrics=summaries, seconds=clock.lap("report"))
+    runs.write_records(result, config, module, image_size, facts, source.digests)
+    if not published:
+        raise RetrainError(f"--min-accuracy: {focus} accuracy {accuracy:.4f} is below {config.min_accuracy:g}; "
+                           f"the model was not published (kept in {saved} with the reports)", exit_code=3)
     return result
+
+
+def _train(config: Config, labels: list[str], source, examples: list[data.Example], parts: dict):
+    """Train the head on the kept training rows; returns (trained, Scored per split, kept examples per
+    split, the class weighting used)."""
+    from retrain import training
+    from retrain.report import Scored
+
+    side = np.array([name for name in split.SPLITS for _ in parts[name]])
+    y = np.array([e.label for e in examples], np.int32)
+    rows = {name: np.flatnonzero(source.kept & (side == name)) for name in split.SPLITS}
+    _check_classes(labels, y[rows["train"]], config.images)
+    weights, weighting = metrics.class_weights(_counts(labels, y[rows["train"]]), config.class_weight)
+    log.info("training the new layer on %d images for up to %d epochs (class weights: %s)",
+             len(rows["train"]), config.epochs, weighting)
+    trained = training.train_head(
+        source, y, rows["train"], rows["validation"], len(labels), dropout=config.dropout,
+        learning_rate=config.learning_rate, batch_size=config.batch_size, epochs=config.epochs,
+        patience=config.patience, seed=config.seed, class_weights=None if weights is None else np.array(weights))
+    scored, kept = {}, {}
+    for name in split.SPLITS:  # after training: --no-cache may have found more files that do not decode
+        found, scores = training.predict(trained.head, source, rows[name])
+        scored[name] = Scored(y[found], scores, [examples[i].rel for i in found])
+        kept[name] = [examples[i] for i in found]
+    return trained, scored, kept, weighting
+
+
+def _export(config: Config, module, image_size: int, labels: list[str], trained, target: Path,
+            warmups: list[data.Example], scores: dict) -> Path:
+    """The classifier (frozen module + trained head + preprocessing) as a SavedModel at target."""
+    from retrain import export, model
+
+    log.info("exporting the SavedModel (takes seconds)")
+    return export.publish(
+        model.build_classifier(module.path, image_size, trained.head), target, labels=labels, image_size=image_size,
+        max_pixels=config.max_pixels, warmup_images=[e.path.read_bytes() for e in warmups[:WARMUP_IMAGES]],
+        info={"module_handle": config.module, "module_path": module.path, "module_fingerprint": module.fingerprint,
+              "metrics": {"val_accuracy": float(trained.val_accuracy), "epochs": trained.epoch, **scores}})
+
+
+def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: list, judged: list) -> dict:
+    """runs/N/model.tflite, checked against the SavedModel on the judged split (test, else validation)."""
+    from retrain import tflite
+
+    return tflite.export_checked(saved, run_dir, config.tflite, train_paths=[e.path for e in train],
+                                 val_paths=[e.path for e in judged], val_labels=[e.label for e in judged],
+                                 image_size=image_size, max_pixels=config.max_pixels, max_drop=config.max_export_drop)
+
+
+def _scan_and_split(config: Config) -> tuple[list[str], dict[str, list[data.Example]], Path]:
+    """(labels, examples per split, the folder test paths are relative to)."""
+    labels, examples = data.scan(config.images)
+    test_split = 0.0 if config.test_images is not None else config.test_split
+    parts = split.split_examples(examples, labels, config.validation_split, test_split).as_dict()
+    if not parts["validation"]:
+        raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
+                           "so that some can be held out for validation")
+    if config.test_images is None:
+        return labels, parts, Path(config.images)
+    test_labels, test_examples = data.scan(config.test_images)
+    unknown = sorted(set(test_labels) - set(labels))
+    if unknown:
+        raise RetrainError(f"--test-images: folders {', '.join(unknown)} are not classes of --images; "
+                           f"expected some of {', '.join(labels)}")
+    parts["test"] = [dataclasses.replace(e, label=labels.index(test_labels[e.label])) for e in test_examples]
+    return labels, parts, Path(config.test_images)
 
 
 def _features(config: Config, module, image_size: int, paths: list[Path], workdir: Path):
@@ -101,11 +173,5 @@ def _check_classes(labels: list[str], y_train: np.ndarray, images: Path) -> None
                            "skipping files that do not decode; expected at least one")
 
 
-def _counts(labels: list[str], examples: list[data.Example]) -> dict[str, int]:
-    return {name: sum(e.label == i for e in examples) for i, name in enumerate(labels)}
-
-
-def _metrics(result: Result, module: str, image_size: int) -> dict:
-    return {"val_accuracy": result.val_accuracy, "epochs": result.epochs, "seconds": round(result.seconds, 2),
-            "train_counts": result.train_counts, "val_counts": result.val_counts, "module": module,
-            "image_size": image_size, "skipped": len(result.skipped), "tflite": result.tflite}
+def _counts(labels: list[str], y: np.ndarray) -> dict[str, int]:
+    return {name: int(np.sum(y == i)) for i, name in enumerate(labels)}

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from retrain.report import atomic_write
+from retrain.fs import write_atomic
 
 LABEL_CHARS = 22   # longer labels are cut with an ellipsis so the axes keep their room
 SIDE_BY_SIDE = 12  # classes up to which the counts and shares panels stand side by side
@@ -28,7 +28,7 @@ def _save(figure: Figure, path: Path, dpi: int = 100) -> None:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    atomic_write(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def _matrix_panel(ax, values: np.ndarray, labels: list[str], title: str, fmt: str, vmax: float) -> None:

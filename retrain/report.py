@@ -13,9 +13,7 @@ import hashlib
 import io
 import json
 import logging
-import os
 import platform
-import tempfile
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -23,25 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from retrain import metrics
+from retrain.fs import write_atomic
 
 log = logging.getLogger(__name__)
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write data (str as UTF-8) to path through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj) -> None:
@@ -52,7 +35,7 @@ def write_json(path: Path, obj) -> None:
         if isinstance(value, (Path, np.ndarray)):
             return str(value) if isinstance(value, Path) else value.tolist()
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-    atomic_write(path, json.dumps(obj, indent=2, ensure_ascii=False, default=fallback) + "\n")
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=fallback) + "\n")
 
 
 def versions() -> dict[str, str]:
@@ -98,7 +81,7 @@ def _csv_bytes(rows: Iterable[Sequence]) -> bytes:
 def write_confusion_csv(path: Path, matrix: np.ndarray, labels: list[str]) -> None:
     """Header: an empty cell, then the predicted labels; then per true label: the label, then counts."""
     rows = [[""] + list(labels)] + [[label] + [int(c) for c in row] for label, row in zip(labels, matrix)]
-    atomic_write(path, _csv_bytes(rows))
+    write_atomic(path, _csv_bytes(rows))
 
 
 def write_misclassified_csv(path: Path, rows: Iterable[tuple[str, str, str, float]]) -> None:
@@ -107,14 +90,14 @@ def write_misclassified_csv(path: Path, rows: Iterable[tuple[str, str, str, floa
     Written with header `path,true,predicted,score`, highest score first (the most confident mistakes).
     """
     ordered = sorted(rows, key=lambda r: -r[3])
-    atomic_write(path, _csv_bytes([["path", "true", "predicted", "score"]]
+    write_atomic(path, _csv_bytes([["path", "true", "predicted", "score"]]
                                   + [[p, t, pr, f"{s:.6f}"] for p, t, pr, s in ordered]))
 
 
 def write_history_csv(path: Path, history: list[dict]) -> None:
     """history: one dict per epoch with HISTORY_FIELDS (a missing value is left empty)."""
     rows = [[entry.get(field, "") for field in HISTORY_FIELDS] for entry in history]
-    atomic_write(path, _csv_bytes([list(HISTORY_FIELDS)] + rows))
+    write_atomic(path, _csv_bytes([list(HISTORY_FIELDS)] + rows))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +135,6 @@ def write_reports(run_dir: Path, *, labels: list[str], splits: dict[str, Scored]
     summaries = {name: result.summary for name, result in results.items()}
     html_report.write_html(run_dir / "report.html", title=title, facts=facts, summaries=summaries, focus=focus,
                            labels=labels, pictures=pictures, worst=wrong, images_root=Path(images_root))
-    log.info("%s accuracy %.3f on %d images; report in %s", focus, chosen.summary["accuracy"],
+    log.debug("%s accuracy %.3f on %d images; report in %s", focus, chosen.summary["accuracy"],
              chosen.summary["count"], run_dir / "report.html")
     return summaries

@@ -1,11 +1,32 @@
-"""The run folder <output>/runs/N: its number, and the small files every run writes into it."""
+"""The run folder <output>/runs/N: its number, and the records every run leaves in it.
+
+labels.txt, split.csv, metrics.json, run.json (the model card) and the reports of retrain.report.
+"""
 from __future__ import annotations
 
-import json
+import dataclasses
+import logging
+import time
 from pathlib import Path
 
-from retrain import fs
+from retrain import fs, report
 from retrain.errors import RetrainError
+
+log = logging.getLogger(__name__)
+
+
+class Clock:
+    """Wall time per stage: lap(name) closes a stage and returns every stage so far, with the total."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> dict[str, float]:
+        now = time.monotonic()
+        self.seconds[name], self.last = round(now - self.last, 2), now
+        self.seconds["total"] = round(now - self.start, 2)
+        return dict(self.seconds)
 
 
 def reserve(output: Path) -> tuple[int, Path]:
@@ -34,10 +55,50 @@ def reserve(output: Path) -> tuple[int, Path]:
     return version, run_dir
 
 
-def write_labels(run_dir: Path, labels: list[str]) -> None:
-    """labels.txt: one label per line, in the order of the model's outputs."""
-    fs.write_atomic(Path(run_dir) / "labels.txt", "".join(f"{label}\n" for label in labels))
+def _bytes_under(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def write_json(path: Path, value: dict) -> None:
-    fs.write_atomic(Path(path), json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+def write_reports(result, config, scored: dict, history: list[dict], images_root: Path, image_size: int,
+                  latency_paths: list[Path]) -> tuple[dict[str, dict], dict]:
+    """report.html and its parts for the run; returns ({split: metrics summary}, the facts it shows)."""
+    from retrain import report_tf
+
+    latency = report_tf.median_latency_ms(result.saved_model_dir, [p.read_bytes() for p in latency_paths]) \
+        if latency_paths else None
+    facts = {"module": config.module, "image size": f"{image_size}x{image_size}", "classes": len(result.labels),
+             "images": {name: sum(c.values()) for name, c in result.counts.items()}, "epochs": result.epochs,
+             "class weights": result.class_weight, "model": str(result.saved_model_dir),
+             "published": result.published, "model bytes": _bytes_under(result.saved_model_dir),
+             "median latency (ms per image)": latency, "skipped files": len(result.skipped)}
+    summaries = report.write_reports(result.run_dir, labels=result.labels,
+                                     splits={n: s for n, s in scored.items() if len(s.y_true)},
+                                     images_root=images_root, facts=facts, history=history,
+                                     kept_epoch=result.epochs, title=f"retrain · run {result.version}")
+    if config.tensorboard is not None:
+        log.info("TensorBoard scalars in %s", report_tf.tensorboard_log(config.tensorboard, history))
+    return summaries, facts
+
+
+def write_records(result, config, module, image_size: int, facts: dict, digests: list[str]) -> None:
+    """labels.txt, metrics.json (one object per split, plus the keys earlier versions wrote) and run.json.
+
+    facts: what write_reports measured (model bytes, latency); digests: SHA-256 of every image file.
+    """
+    summaries = result.metrics
+    fs.write_atomic(result.run_dir / "labels.txt", "".join(f"{label}\n" for label in result.labels))
+    metrics = {"val_accuracy": summaries["validation"]["accuracy"], "epochs": result.epochs,
+               "seconds": result.seconds["total"], "train_counts": result.train_counts,
+               "val_counts": result.val_counts, "module": config.module, "image_size": image_size,
+               "skipped": len(result.skipped), "tflite": result.tflite, **summaries, "counts": result.counts,
+               "model_bytes": facts["model bytes"], "latency_ms": facts["median latency (ms per image)"],
+               "class_weight": result.class_weight, "focus": result.focus, "published": result.published}
+    report.write_json(result.run_dir / "metrics.json", metrics)
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
+    fingerprint = report.data_fingerprint(result.run_dir / "split.csv", digests)
+    card = report.run_card(module={"name": config.module, "path": module.path, "fingerprint": module.fingerprint},
+                           image_size=image_size, classes=result.labels, counts=result.counts, options=options,
+                           metrics=summaries, class_weight=result.class_weight, data_fingerprint=fingerprint,
+                           seconds=result.seconds, saved_model=str(result.saved_model_dir),
+                           published=result.published, skipped=result.skipped, tflite=result.tflite)
+    report.write_json(result.run_dir / "run.json", card)

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from retrain.data import Example
-from retrain.report import atomic_write
+from retrain.fs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -114,5 +114,5 @@ def split_csv_bytes(examples_by_split: dict[str, list[Example]], labels: list[st
 
 def write_split_csv(path: Path, examples_by_split: dict[str, list[Example]], labels: list[str]) -> Path:
     """Write split.csv atomically (temp name in the same folder, then os.replace); returns path."""
-    atomic_write(Path(path), split_csv_bytes(examples_by_split, labels))
+    write_atomic(Path(path), split_csv_bytes(examples_by_split, labels))
     return Path(path)

@@ -91,7 +91,7 @@ INFO_FILE = "tflite_info.json"  # beside model.tflite; not export_info.json, whi
 
 def _decoded(paths: list[Path], image_size: int, max_pixels: int):
     """(float32 [<=_BATCH, S, S, 3], indices into paths) batches, decoded exactly as for training."""
-    from retrain.features import Decoder
+    from retrain.decoding import Decoder
 
     decode, skipped = Decoder(image_size, max_pixels), []
     for start in range(0, len(paths), _BATCH):
@@ -110,9 +110,11 @@ def _info(kind: str, image_size: int) -> dict:
 def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_paths: list[Path],
                    val_paths: list[Path], val_labels: list[int], image_size: int, max_pixels: int,
                    max_drop: float) -> dict:
-    """Write run_dir/model.tflite from the SavedModel and compare both on the validation images.
+    """Write run_dir/model.tflite from the SavedModel and compare both on the given held-out images
+    (val_paths: the test split, else validation).
 
-    Returns {"kind", "tflite_accuracy", "saved_model_accuracy", "drop_points"} (accuracies in [0, 1]),
+    Returns {"kind", "tflite_accuracy", "saved_model_accuracy", "drop_points", "images", "changed_answers"}
+    (accuracies in [0, 1]; changed_answers: images whose top label differs between the two),
     also written with the input contract to run_dir/tflite_info.json. Raises RetrainError with exit
     code 3 when the TFLite accuracy is more than max_drop points lower; the file is kept for inspection.
     """
@@ -124,15 +126,20 @@ def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_pat
             train_paths[::step][:CALIBRATION_IMAGES], image_size, max_pixels)])
     export_tflite(saved_model_dir, out_path, kind, calibration)
     serve = tf.saved_model.load(str(saved_model_dir)).signatures[IMAGES_SIGNATURE]
-    hits_saved = hits_lite = count = 0
+    hits_saved = hits_lite = changed = count = 0
     labels = np.asarray(val_labels)
     for images, rows in _decoded(val_paths, image_size, max_pixels):
         truth, count = labels[rows], count + len(rows)
-        hits_saved += int(np.sum(serve(images=tf.constant(images))["scores"].numpy().argmax(1) == truth))
-        hits_lite += int(np.sum(tflite_scores(out_path, images).argmax(1) == truth))
+        saved_answer = serve(images=tf.constant(images))["scores"].numpy().argmax(1)
+        lite_answer = tflite_scores(out_path, images).argmax(1)
+        hits_saved += int(np.sum(saved_answer == truth))
+        hits_lite += int(np.sum(lite_answer == truth))
+        changed += int(np.sum(saved_answer != lite_answer))
     saved_acc, lite_acc = hits_saved / max(count, 1), hits_lite / max(count, 1)
     report = {"kind": kind, "tflite_accuracy": lite_acc, "saved_model_accuracy": saved_acc,
-              "drop_points": round(100 * (saved_acc - lite_acc), 3), "images": count}
+              "drop_points": round(100 * (saved_acc - lite_acc), 3), "images": count, "changed_answers": changed}
+    log.info("TFLite %s: %d of %d images changed their answer (accuracy %.3f against %.3f)", kind, changed, count,
+             lite_acc, saved_acc)
     fs.write_atomic(Path(run_dir) / INFO_FILE, json.dumps(_info(kind, image_size) | {"check": report}, indent=2) + "\n")
     if report["drop_points"] > max_drop:
         raise RetrainError(f"--max-export-drop: the {kind} TFLite model {out_path} lost {report['drop_points']:.2f} "

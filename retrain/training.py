@@ -132,3 +132,14 @@ def train_head(source, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.
     head.set_weights(best[3])
     log.info("kept the weights of epoch %d of %d (validation loss %.4f)", best[2], len(history), best[0])
     return HeadResult(head, best[2], float(best[0]), float(best[1]), history)
+
+
+def predict(head, source, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows that have features, their softmax scores float32 [n, K]) from the trained head, no dropout."""
+    kept, scores = [], []
+    for read_rows, x in source.chunks(np.asarray(rows, np.int64), CHUNK_ROWS):
+        kept.append(read_rows)
+        scores.append(np.asarray(head(x, training=False), np.float32))
+    k = head.output_shape[-1]
+    return (np.concatenate(kept) if kept else np.zeros(0, np.int64),
+            np.concatenate(scores) if scores else np.zeros((0, k), np.float32))

@@ -88,7 +88,7 @@ def test_happy_path_prints_a_summary_and_numbers_runs(tmp_path, fake_module):
         result = invoke("--images", root, "--module", fake_module, "--output", out, "--epochs", 30)
         assert result.exit_code == 0, result.output
         assert "3 classes: blue, green, red" in result.output
-        assert "validation accuracy:" in result.stdout
+        assert "test accuracy: 1.000" in result.stdout and "report: " in result.stdout
         assert f"model: {out / 'saved_model' / str(n)}" in result.stdout
         assert (out / "runs" / str(n) / "labels.txt").read_text() == "blue\ngreen\nred\n"
         assert (out / "saved_model" / str(n) / "saved_model.pb").is_file()
@@ -143,7 +143,7 @@ def test_evaluate_reports_accuracy_per_class(trained):
 def test_evaluate_refuses_a_folder_the_model_does_not_know(trained, tmp_path):
     out, _ = trained
     other = write_images(tmp_path / "other", {"red": [(200, 0, 0)], "zebra": [(9, 9, 9)]})
-    _one_line_error(invoke("evaluate", out, "--images", other), 1, "folder zebra is not a label of")
+    _one_line_error(invoke("evaluate", out, "--images", other), 1, "folders zebra are not labels of")
 
 
 @pytest.mark.parametrize("args, text", [

@@ -95,7 +95,7 @@ def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path
 @pytest.mark.parametrize("split", [0.2, 0.5])
 def test_run_records_the_split(colour_images, fake_module, tmp_path, split):
     result = train(colour_images, fake_module, tmp_path / "out", validation_split=split)
-    assert sum(result.train_counts.values()) + sum(result.val_counts.values()) == 36
+    assert sum(n for counts in result.counts.values() for n in counts.values()) == 36
 
 
 @pytest.mark.parametrize("engine, atol", [("tf", 1e-5), ("litert", 1e-4)])

@@ -92,7 +92,8 @@ def test_a_retrain_runs_newest_version_passes_every_check(serving_export, fake_m
     expect = json.loads((serving_export.samples_dir / "expect.json").read_text(encoding="utf-8"))
     expect |= {"labels": result.labels, "module_handle": str(fake_module),
                "warmup_records": min(3, sum(result.val_counts.values())),
-               "metrics": {"val_accuracy": result.val_accuracy, "epochs": result.epochs},
+               "metrics": {"val_accuracy": result.val_accuracy, "epochs": result.epochs,
+                           f"{result.focus}_accuracy": result.metrics[result.focus]["accuracy"]},
                "skew_jpeg_scores": images_sig(images=jpeg)["scores"].numpy()[0].tolist(),
                "solid_scores": images_sig(images=tf.constant(solid_images()))["scores"].numpy().tolist()}
     (samples / "expect.json").write_text(json.dumps(expect), encoding="utf-8")

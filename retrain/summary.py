@@ -1,0 +1,30 @@
+"""A finished run in words for people (the last lines of `python -m retrain`) and in JSON for scripts (--json)."""
+from __future__ import annotations
+
+
+def as_json(result) -> dict:
+    """Where the run went, how good it is and what it cost, as plain JSON values."""
+    focus = result.metrics[result.focus]
+    return {"run": str(result.run_dir), "model": str(result.saved_model_dir), "published": result.published,
+            "version": result.version, "focus": result.focus,
+            "accuracy": {name: m["accuracy"] for name, m in result.metrics.items()},
+            "epochs": result.epochs, "class_weight": result.class_weight, "most_confused": focus["most_confused"],
+            "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "seconds": result.seconds}
+
+
+def as_lines(result) -> list[str]:
+    """The summary a person reads: the judged accuracy, the worst confusions, the files to open."""
+    focus = result.metrics[result.focus]
+    lines = [f"{result.focus} accuracy: {focus['accuracy']:.3f} on {focus['count']} images "
+             f"(validation {result.val_accuracy:.3f}, kept epoch {result.epochs})"]
+    pairs = [f"{p['true']} as {p['predicted']} ({p['count']})" for p in focus["most_confused"] if p["count"]]
+    if pairs:
+        lines.append(f"most confused: {', '.join(pairs)}")
+    if result.skipped:
+        lines.append(f"skipped: {len(result.skipped)} files (listed above)")
+    if result.tflite:
+        lite = result.tflite
+        lines.append(f"tflite ({lite['kind']}): accuracy {lite['tflite_accuracy']:.3f} against "
+                     f"{lite['saved_model_accuracy']:.3f}; {lite['changed_answers']} of {lite['images']} "
+                     "answers changed")
+    return lines + [f"model: {result.saved_model_dir}", f"report: {result.run_dir / 'report.html'}"]
