@@ -61,29 +61,32 @@ def _bytes_under(folder: Path) -> int:
 
 def write_reports(result, config, scored: dict, history: list[dict], images_root: Path, image_size: int,
                   latency_paths: list[Path]) -> tuple[dict[str, dict], dict]:
-    """report.html and its parts for the run; returns ({split: metrics summary}, the facts it shows)."""
+    """report.html and its parts for the run; returns ({split: metrics summary}, {model_bytes, latency_ms})."""
     from retrain import report_tf
 
     latency = report_tf.median_latency_ms(result.saved_model_dir, [p.read_bytes() for p in latency_paths]) \
         if latency_paths else None
+    size = _bytes_under(result.saved_model_dir)
     facts = {"module": config.module, "image size": f"{image_size}x{image_size}", "classes": len(result.labels),
-             "images": {name: sum(c.values()) for name, c in result.counts.items()}, "epochs": result.epochs,
-             "class weights": result.class_weight, "model": str(result.saved_model_dir),
-             "published": result.published, "model bytes": _bytes_under(result.saved_model_dir),
-             "median latency (ms per image)": latency, "skipped files": len(result.skipped)}
+             "images": ", ".join(f"{sum(c.values())} {name}" for name, c in result.counts.items()),
+             "kept epoch": result.epochs, "class weights": result.class_weight, "model": str(result.saved_model_dir),
+             "published": "yes" if result.published else "no (below --min-accuracy)",
+             "model size": f"{size / 1e6:.1f} MB",
+             "median latency": "n/a" if latency is None else f"{latency:.1f} ms per image (serving_default, batch 1)",
+             "skipped files": len(result.skipped)}
     summaries = report.write_reports(result.run_dir, labels=result.labels,
                                      splits={n: s for n, s in scored.items() if len(s.y_true)},
                                      images_root=images_root, facts=facts, history=history,
                                      kept_epoch=result.epochs, title=f"retrain · run {result.version}")
     if config.tensorboard is not None:
         log.info("TensorBoard scalars in %s", report_tf.tensorboard_log(config.tensorboard, history))
-    return summaries, facts
+    return summaries, {"model_bytes": size, "latency_ms": latency}
 
 
 def write_records(result, config, module, image_size: int, facts: dict, digests: list[str]) -> None:
     """labels.txt, metrics.json (one object per split, plus the keys earlier versions wrote) and run.json.
 
-    facts: what write_reports measured (model bytes, latency); digests: SHA-256 of every image file.
+    facts: what write_reports measured (model_bytes, latency_ms); digests: SHA-256 of every image file.
     """
     summaries = result.metrics
     fs.write_atomic(result.run_dir / "labels.txt", "".join(f"{label}\n" for label in result.labels))
@@ -91,7 +94,7 @@ def write_records(result, config, module, image_size: int, facts: dict, digests:
                "seconds": result.seconds["total"], "train_counts": result.train_counts,
                "val_counts": result.val_counts, "module": config.module, "image_size": image_size,
                "skipped": len(result.skipped), "tflite": result.tflite, **summaries, "counts": result.counts,
-               "model_bytes": facts["model bytes"], "latency_ms": facts["median latency (ms per image)"],
+               **facts,
                "class_weight": result.class_weight, "focus": result.focus, "published": result.published}
     report.write_json(result.run_dir / "metrics.json", metrics)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
