@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from retrain import native, summary
+from retrain import native, stop, summary
 from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS, Config
-from retrain.errors import RetrainError
+from retrain.errors import RetrainError, out_of_space
 from retrain.version import __version__
 
 D = Config()  # every default comes from the dataclass
@@ -28,14 +28,25 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 class _Retrain(click.Group):
-    """The command group: an error the user can fix is one line on stderr and its exit code, no traceback."""
+    """The command group: an error the user can fix is one line on stderr and its exit code, no traceback;
+    Ctrl-C and SIGTERM end the run cleanly with 130 and 143, as shells report signals."""
 
     def invoke(self, ctx: click.Context):
+        stop.install()
         try:
             return super().invoke(ctx)
         except RetrainError as error:
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except stop.Stopped as stopped:
+            click.echo("Stopped: nothing half-written was kept; features computed so far stay cached", err=True)
+            ctx.exit(stopped.exit_code)
+        except Exception as error:  # a full disk is the user's to fix; anything else is our bug
+            line = out_of_space(error)
+            if line is None:
+                raise
+            click.echo(f"Error: {line}", err=True)
+            ctx.exit(1)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -151,14 +162,8 @@ def predict_command(model: Path, images: tuple[Path, ...], top_k: int, as_json: 
     native.import_tensorflow()
     from retrain import predict
     results = predict.predict(model, list(images), top_k)
-    for r in results:
-        if as_json:
-            click.echo(json.dumps(r))
-        elif "error" in r:
-            click.echo(f"Error: {r['path']}: {r['error']}", err=True)
-        else:
-            best = "  ".join(f"{p['label']} {p['score']:.3f}" for p in r["predictions"])
-            click.echo(f"{r['path']}: {best}")
+    for r in results:  # a file that failed goes to stderr as an error line, unless everything is JSON
+        click.echo(json.dumps(r) if as_json else summary.prediction_line(r), err="error" in r and not as_json)
     sys.exit(1 if any("error" in r for r in results) else 0)
 
 

@@ -1,6 +1,8 @@
 """The one exception type a user can fix, and the one way a TensorFlow error becomes a line for a user."""
 from __future__ import annotations
 
+import errno
+import os
 import re
 
 # Lines TensorFlow wraps around an op's own message when it is raised from a traced function,
@@ -43,3 +45,22 @@ def reason(error: BaseException) -> str:
 def skip_line(path, why: str) -> str:
     """How every stage reports a file it leaves out: extraction, --no-cache training, evaluate."""
     return f"skipped {path}: {why}"
+
+
+# Write failures a user fixes by freeing space or lifting a limit, as errno values and TensorFlow's words.
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_FULL_WORDS = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def out_of_space(error: BaseException) -> str | None:
+    """One line for a write that failed for lack of space (disk full, file-size limit, quota), else None.
+
+    Works on OSErrors and on TensorFlow errors, which carry the OS message in their text.
+    """
+    if isinstance(error, OSError) and error.errno in _FULL:
+        where = f" {error.filename}" if error.filename else ""
+        return f"cannot write{where} ({os.strerror(error.errno)}); expected free space on that disk"
+    text = reason(error)
+    if any(words in text for words in _FULL_WORDS):
+        return f"cannot write ({text}); expected free space on that disk"
+    return None

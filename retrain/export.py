@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from retrain import export_assets, fs
+from retrain import export_assets, fs, stop
 from retrain.errors import RetrainError
 from retrain.export_assets import BYTES_SIGNATURE, CLASSIFY_SIGNATURE, EXAMPLE_FEATURE, IMAGES_SIGNATURE
 from retrain.preprocess import decode_batch
@@ -138,6 +138,7 @@ def publish(model, folder: Path, *, labels: list[str], image_size: int, max_pixe
         with fs.staged_dir(folder) as staging:
             save(model, staging, labels=labels, image_size=image_size, max_pixels=max_pixels, info=info,
                  warmup_images=warmup_images)
+            stop.check()  # a stop asked for while saving: the staged folder goes, nothing is published
     except fs.AlreadyThere:
         raise RetrainError(f"export: found an existing {folder}, expected a new version number") from None
     return folder

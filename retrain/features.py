@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from retrain import engines, preprocess
+from retrain import engines, preprocess, stop
 from retrain.cache import FeatureCache, namespace
 from retrain.decoding import Decoder
 from retrain.matrix import FeatureMatrix
@@ -109,6 +109,7 @@ def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_si
               disable=None if log.isEnabledFor(logging.INFO) else True) as bar:
         for first in range(0, len(items), batch_size):
             batch = items[first:first + batch_size]
+            stop.check()
             images, good = decode([path for _, path in batch], skipped)
             if good:
                 yield [batch[i][0] for i in good], runner(images)
@@ -149,6 +150,7 @@ class LiveFeatures:
         """Yield (rows that decoded, float32 [n, D]) for `rows`, at most batch_size images at a time."""
         size = min(size, self.batch_size)
         for start in range(0, len(rows), size):
+            stop.check()
             part = [int(r) for r in rows[start:start + size] if int(r) not in self._bad]
             before = len(self.skipped)
             images, good = self.decode([self.paths[r] for r in part], self.skipped)

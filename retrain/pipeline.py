@@ -33,6 +33,7 @@ class Result:
     seconds: dict[str, float]     # wall time per stage and in total
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
     tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
+    features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
 
     @property
     def val_accuracy(self) -> float:
@@ -74,8 +75,9 @@ def run(config: Config) -> Result:
     lite = _tflite(config, saved, run_dir, image_size, kept["train"], kept[focus]) if config.tflite else None
     clock.lap("export")
     counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}
+    cache_use = {"cached": source.cached, "extracted": source.extracted} if config.use_cache else None
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
-                    clock.seconds, [(str(p), why) for p, why in source.skipped], lite)
+                    clock.seconds, [(str(p), why) for p, why in source.skipped], lite, cache_use)
     summaries, facts = runs.write_reports(result, config, scored, trained.history,
                                           test_root if focus == "test" else Path(config.images), image_size,
                                           [e.path for e in kept[focus][:LATENCY_IMAGES]])

@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from retrain import fs, report
+from retrain import fs, report, stop
 from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,8 @@ class Clock:
         self.seconds: dict[str, float] = {}
 
     def lap(self, name: str) -> dict[str, float]:
+        """Close stage `name`; a stop asked for during it is honoured here, between stages."""
+        stop.check()
         now = time.monotonic()
         self.seconds[name], self.last = round(now - self.last, 2), now
         self.seconds["total"] = round(now - self.start, 2)
@@ -103,5 +105,6 @@ def write_records(result, config, module, image_size: int, facts: dict, digests:
                            image_size=image_size, classes=result.labels, counts=result.counts, options=options,
                            metrics=summaries, class_weight=result.class_weight, data_fingerprint=fingerprint,
                            seconds=result.seconds, saved_model=str(result.saved_model_dir),
-                           published=result.published, skipped=result.skipped, tflite=result.tflite)
+                           published=result.published, skipped=result.skipped, tflite=result.tflite,
+                           features=result.features)
     report.write_json(result.run_dir / "run.json", card)

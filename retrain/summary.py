@@ -1,4 +1,4 @@
-"""A finished run in words for people (the last lines of `python -m retrain`) and in JSON for scripts (--json)."""
+"""What a command ends with: a run in words for people and in JSON for scripts (--json); predictions as lines."""
 from __future__ import annotations
 
 
@@ -9,7 +9,8 @@ def as_json(result) -> dict:
             "version": result.version, "focus": result.focus,
             "accuracy": {name: m["accuracy"] for name, m in result.metrics.items()},
             "epochs": result.epochs, "class_weight": result.class_weight, "most_confused": focus["most_confused"],
-            "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "seconds": result.seconds}
+            "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "seconds": result.seconds,
+            "features": result.features}
 
 
 def as_lines(result) -> list[str]:
@@ -28,3 +29,10 @@ def as_lines(result) -> list[str]:
                      f"{lite['saved_model_accuracy']:.3f}; {lite['changed_answers']} of {lite['images']} "
                      "answers changed")
     return lines + [f"model: {result.saved_model_dir}", f"report: {result.run_dir / 'report.html'}"]
+
+
+def prediction_line(result: dict) -> str:
+    """One `predict` result as a line: "path: label score  label score ...", or "Error: path: reason"."""
+    if "error" in result:
+        return f"Error: {result['path']}: {result['error']}"
+    return f"{result['path']}: " + "  ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"])

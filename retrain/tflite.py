@@ -17,7 +17,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.core.protobuf import saved_model_pb2
 
-from retrain import fs, native
+from retrain import fs, native, stop
 from retrain.config import TFLITE_KINDS
 from retrain.errors import RetrainError
 from retrain.export_assets import IMAGES_SIGNATURE
@@ -125,6 +125,7 @@ def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_pat
         calibration = np.concatenate([images for images, _ in _decoded(
             train_paths[::step][:CALIBRATION_IMAGES], image_size, max_pixels)])
     export_tflite(saved_model_dir, out_path, kind, calibration)
+    stop.check()
     serve = tf.saved_model.load(str(saved_model_dir)).signatures[IMAGES_SIGNATURE]
     hits_saved = hits_lite = changed = count = 0
     labels = np.asarray(val_labels)

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from retrain import model
+from retrain import model, stop
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ def train_head(source, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.
     history: list[dict] = []
     best = (np.inf, 0.0, 0, head.get_weights())
     for epoch in range(1, epochs + 1):
+        stop.check()
         loss, accuracy = _pass(trainer.train_chunk, train)
         val_loss, val_accuracy = _pass(trainer.score_chunk, val)
         history.append(dict(epoch=epoch, loss=loss, accuracy=accuracy, val_loss=val_loss, val_accuracy=val_accuracy))
