@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ def short(label: str, limit: int = LABEL_CHARS) -> str:
 def _save(figure: Figure, path: Path, dpi: int = 100) -> None:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    with warnings.catch_warnings():  # a label in a script the font lacks shows as boxes; report.html has it whole
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     write_atomic(path, buffer.getvalue())
 
 

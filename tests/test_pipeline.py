@@ -121,3 +121,22 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     served = loaded.signatures["serving_images"](images=images)["scores"].numpy()
     np.testing.assert_allclose(served, head_scores, atol=atol)
     assert (served.argmax(1) == head_scores.argmax(1)).all()
+
+
+ODD_LABELS = [" spaced out ", "ünïcødé 猫", 'quo"te\'s', "-dash", "comma, semi; colon:", "x" * 200]
+
+
+def test_odd_labels_survive_labels_txt_the_export_and_the_served_output(fake_module, tmp_path):
+    import tensorflow as tf
+
+    colours = [(220, 30, 30), (30, 200, 40), (20, 40, 230), (230, 230, 30), (30, 230, 230), (200, 30, 200)]
+    images = write_images(tmp_path / "imgs", {label: [rgb] * 6 for label, rgb in zip(ODD_LABELS, colours)})
+    result = train(images, fake_module, tmp_path / "out", epochs=80, learning_rate=0.05)
+    assert result.labels == sorted(ODD_LABELS)
+    assert (result.run_dir / "labels.txt").read_text("utf-8").splitlines() == sorted(ODD_LABELS)
+    assert (result.saved_model_dir / "assets.extra" / "labels.txt").read_text("utf-8").splitlines() == result.labels
+    serve = tf.saved_model.load(str(result.saved_model_dir)).signatures["serving_default"]
+    for label in ODD_LABELS:
+        out = serve(image_bytes=tf.constant([next((images / label).iterdir()).read_bytes()]))
+        classes = [c.decode("utf-8") for c in out["classes"].numpy()[0]]
+        assert classes == result.labels and classes[int(out["scores"].numpy()[0].argmax())] == label
