@@ -9,14 +9,18 @@ PNG, GIF, BMP or WebP (TensorFlow's JPEG XL decoder is refused: its size is not 
 width x height from the header must not exceed `max_pixels` (a few-KB PNG can claim 20,000 x
 20,000), and animated WebPs are refused (TF 2.21 aborts the process decoding them with channels=0).
 Every refusal is a tf.errors.InvalidArgumentError, which TF Serving maps to HTTP 400.
+A JPEG's EXIF orientation is applied after decoding (retrain.orientation), so phone photos come out upright.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
+from retrain import orientation
+
 # Bump whenever the pixels this module produces change: it is part of every feature-cache key.
 # 2: 16-bit PNGs keep 16-bit precision; header checks refuse oversized, animated-WebP and JPEG XL files.
-PREPROCESS_VERSION = 2
+# 3: a JPEG's EXIF orientation is applied (phone photos upright).
+PREPROCESS_VERSION = 3
 
 # Format codes, in the order TensorFlow's DecodeImage tests the magic bytes.
 _UNKNOWN, _JPEG, _PNG, _GIF, _BMP, _WEBP = range(6)
@@ -149,8 +153,8 @@ def _to_rgb(image: tf.Tensor) -> tf.Tensor:
 def decode_resize(image_bytes: tf.Tensor, image_size: int, max_pixels: int) -> tf.Tensor:
     """One encoded image (scalar string) -> float32 [image_size, image_size, 3] in [0, 1].
 
-    JPEG, PNG (8 or 16 bit), GIF (first frame), BMP or still WebP; gray becomes RGB and alpha is
-    composited on white; bilinear resize as tf.image.resize does it (no antialiasing).
+    JPEG, PNG (8 or 16 bit), GIF (first frame), BMP or still WebP; a JPEG is turned upright as its
+    EXIF orientation says; gray becomes RGB and alpha is composited on white; bilinear resize as tf.image.resize does it (no antialiasing).
     Raises tf.errors.InvalidArgumentError for bytes that are not such an image, for an animated
     WebP and for more than max_pixels pixels (width x height), before decoding anything.
     """
@@ -158,7 +162,8 @@ def decode_resize(image_bytes: tf.Tensor, image_size: int, max_pixels: int) -> t
     code = _format(head)
     with tf.control_dependencies(_checks(image_bytes, head, code, max_pixels)):
         checked = tf.identity(image_bytes)  # every decode below waits for the checks
-    image = _to_rgb(_decode(checked, head, code))
+    turn = tf.cond(tf.equal(code, _JPEG), lambda: orientation.jpeg_orientation(checked), lambda: tf.constant(1))
+    image = _to_rgb(orientation.apply(_decode(checked, head, code), turn))
     image = tf.image.resize(image, [image_size, image_size], method="bilinear")
     return tf.ensure_shape(image, [image_size, image_size, 3])
 

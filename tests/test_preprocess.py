@@ -147,4 +147,4 @@ def test_empty_batch_gives_an_empty_tensor():
 
 
 def test_preprocess_version_names_the_current_pixels():
-    assert PREPROCESS_VERSION == 2
+    assert PREPROCESS_VERSION == 3
