@@ -1,0 +1,135 @@
+"""One file -> None (the served model decodes it) or a one-line reason to skip it. No TensorFlow here.
+
+The verdict mirrors what retrain.preprocess (the graph training and serving share) accepts: JPEG,
+PNG, GIF, BMP and still WebP, recognised by content as TensorFlow recognises them, at most
+max_pixels (width x height from the header, read before decoding). Other images are named so the
+reason can say what to convert; TensorFlow refuses a file cut short by even two bytes, so each
+format's end is checked too. Reasons read "<category>: <detail>"; the category is what summaries count.
+
+Cost per file (bench/scan.py): the header, the file's tail, Pillow's verify() (PNG: every chunk's
+CRC) and, up to _FULL_CHECK_PIXELS, a decode (JPEG at 1/8 scale through Pillow's draft mode).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+# Decode-checking larger files costs more than the scan should (tens of ms); their structure is still checked.
+_FULL_CHECK_PIXELS = 4_000_000
+_TAIL_BYTES = 1 << 16   # a JPEG may carry trailing data after its end marker; TensorFlow ignores it
+_CONVERT = "the served model cannot decode it; convert to PNG or JPEG"
+
+
+def _iso_brand(head: bytes) -> str | None:
+    """HEIC/HEIF/AVIF from an ISO media 'ftyp' box (major and compatible brands), else None."""
+    if head[4:8] != b"ftyp":
+        return None
+    brands = {head[i:i + 4] for i in range(8, min(len(head), 8 + int.from_bytes(head[:4], "big")), 4)}
+    if brands & {b"avif", b"avis"}:
+        return "AVIF"
+    if brands & {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}:
+        return "HEIC/HEIF"
+    return "ISO media (video?)"
+
+
+# Formats TensorFlow decodes, by the magic bytes its DecodeImage tests (in that order).
+_DECODED = ((b"RIFF", "WEBP"), (b"BM", "BMP"), (b"GIF8", "GIF"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
+# Images it does not decode, named so the reason can say so; TIFF also covers DNG and most camera raw files.
+_OTHER = ((b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"\xff\x0a", "JPEG XL"), (b"\0\0\0\x0cJXL \r\n\x87\n", "JPEG XL"),
+          (b"\0\0\0\x0cjP  \r\n\x87\n", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"), (b"8BPS", "PSD"),
+          (b"\0\0\1\0", "ICO"), (b"\0\0\2\0", "CUR"), (b"qoif", "QOI"), (b"icns", "ICNS"), (b"DDS ", "DDS"),
+          (b"v/1\x01", "OpenEXR"), (b"#?RADIANCE", "Radiance HDR"), (b"FUJIFILMCCD-RAW", "RAF raw"))
+_NOT_IMAGES = ((b"%PDF", "a PDF document"), (b"PK\3\4", "a zip archive"), (b"<svg", "SVG (vector)"),
+               (b"<?xml", "XML"), (b"\x1f\x8b", "gzip data"))
+
+
+def identify(head: bytes) -> tuple[str, str | None]:
+    """(kind, name) of a file's first 64 bytes; kind is 'decoded', 'other image' or 'not an image'."""
+    tf_format = next((name for magic, name in _DECODED if head.startswith(magic)), None)
+    if tf_format == "WEBP" and head[8:12] != b"WEBP":
+        tf_format = None  # TensorFlow wants RIFF....WEBP; other RIFF files (WAV, AVI) are not images
+    if tf_format:
+        return "decoded", tf_format
+    other = _iso_brand(head) or next((name for magic, name in _OTHER if head.startswith(magic)), None)
+    if head[:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
+        other = "PPM/PGM/PBM"
+    if other and other != "ISO media (video?)":
+        return "other image", other
+    if other:
+        return "not an image", other
+    named = next((name for magic, name in _NOT_IMAGES if head.lstrip().startswith(magic)), None)
+    if named is None:
+        named = "text" if _is_text(head) else f"unknown bytes {head[:4].hex(' ')}"
+    return "not an image", named
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        return all(c.isprintable() or c.isspace() for c in head.decode("utf-8"))
+    except UnicodeDecodeError:
+        return False
+
+
+def _structure(fmt: str, head: bytes, tail: bytes, size: int) -> str | None:
+    """The end of the file as TensorFlow needs it, or a reason; cheap (header and tail only)."""
+    if fmt == "JPEG" and b"\xff\xd9" not in tail:
+        return "truncated: JPEG has no end marker (file cut short?)"
+    if fmt == "GIF" and not tail.rstrip(b"\0").endswith(b";"):
+        return "truncated: GIF has no trailer (file cut short?)"
+    if fmt == "WEBP" and size < int.from_bytes(head[4:8], "little") + 8:
+        return "truncated: WebP is shorter than its RIFF header says"
+    if fmt == "WEBP" and head[12:16] == b"VP8X" and head[20] & 2:
+        return f"unsupported format (animated WebP): {_CONVERT}"
+    if fmt == "BMP":
+        bits, compression = int.from_bytes(head[28:30], "little"), int.from_bytes(head[30:34], "little")
+        if bits not in (8, 24, 32) or compression != 0:
+            return f"unsupported format (BMP, {bits}-bit, compression {compression}): {_CONVERT}"
+    return None
+
+
+def _decoded(path: Path, fmt: str, max_pixels: int) -> str | None:
+    """Pillow's view: format, header size, integrity; None when it matches what TensorFlow will decode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path, formats=[fmt]) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    return f"too large: {width} x {height} pixels, expected at most {max_pixels} (--max-pixels)"
+                if fmt == "BMP" and image.mode in ("P", "1"):  # TensorFlow reads palette indices as gray levels
+                    return f"unsupported format (BMP with a colour palette): {_CONVERT}"
+                image.verify()
+            if width * height <= _FULL_CHECK_PIXELS:
+                with Image.open(path, formats=[fmt]) as image:
+                    if fmt == "JPEG":
+                        image.draft(image.mode, (width // 8, height // 8))  # 1/8 scale: same bytes read, far less work
+                    image.load()
+        except Image.DecompressionBombError:
+            return f"too large: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, expected at most {max_pixels}"
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as error:
+            kind = "truncated" if "truncated" in str(error).lower() else "corrupt"
+            return f"{kind}: {fmt}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    return None
+
+
+def check(path: Path, max_pixels: int) -> str | None:
+    """None if preprocess.decode_resize will decode the file; else a one-line reason (never raises for bad data)."""
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "empty file: 0 bytes"
+        with open(path, "rb") as f:
+            head = f.read(64)
+            f.seek(max(0, size - _TAIL_BYTES))
+            tail = f.read()
+    except OSError as error:
+        return f"unreadable: {error.strerror or error}"
+    kind, name = identify(head)
+    if kind == "other image":
+        return f"unsupported format ({name}): {_CONVERT}"
+    if kind == "not an image":
+        return f"not an image: found {name}"
+    return _structure(name, head.ljust(64, b"\0"), tail, size) or _decoded(path, name, max_pixels)
