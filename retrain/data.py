@@ -17,7 +17,7 @@ from pathlib import Path
 
 from retrain import formats
 from retrain.errors import RetrainError
-from retrain.walk import Walk, is_debris, real_path, walk
+from retrain.walk import Walk, is_debris, is_folder, real_path, walk
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,9 @@ def _labels(images: Path) -> list[str]:
 def _stray_files(images: Path, found: Walk) -> None:
     """Files directly under the images folder belong to no class: say so rather than drop them silently."""
     for entry in sorted(os.scandir(images), key=lambda e: e.name):
-        if is_debris(entry.name, folder=entry.is_dir()):
+        if is_debris(entry.name, folder=is_folder(entry)):
             found.ignored.append(entry.name)
-        elif not entry.is_dir():
+        elif not is_folder(entry):
             found.skipped.append((entry.name, "not in a class folder: only files inside class sub-folders are used"))
 
 
@@ -132,7 +132,7 @@ def _log_summary(result: Scan, duplicates: int) -> None:
     if result.ignored:
         line += f"; ignored {result.ignored} hidden files and OS debris"
     if duplicates:
-        line += f"; {duplicates} files reached through more than one path, each used once"
+        line += f"; {duplicates} extra paths (links) to files already found, each file used once"
     (log.warning if result.skipped else log.info)("%s", line)
 
 

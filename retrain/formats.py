@@ -12,6 +12,7 @@ CRC) and, up to _FULL_CHECK_PIXELS, a decode (JPEG at 1/8 scale through Pillow's
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _structure(fmt: str, head: bytes, tail: bytes, size: int) -> str | None:
     if fmt == "BMP":
         bits, compression = int.from_bytes(head[28:30], "little"), int.from_bytes(head[30:34], "little")
         if bits not in (8, 24, 32) or compression != 0:
-            return f"unsupported format (BMP, {bits}-bit, compression {compression}): {_CONVERT}"
+            return f"unsupported format (BMP variant): {bits}-bit, compression {compression}; {_CONVERT}"
     return None
 
 
@@ -98,17 +99,18 @@ def _decoded(path: Path, fmt: str, max_pixels: int) -> str | None:
             with Image.open(path, formats=[fmt]) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    return f"too large: {width} x {height} pixels, expected at most {max_pixels} (--max-pixels)"
+                    return f"too large: {width} x {height} = {width * height} pixels, expected at most {max_pixels}"
                 if fmt == "BMP" and image.mode in ("P", "1"):  # TensorFlow reads palette indices as gray levels
-                    return f"unsupported format (BMP with a colour palette): {_CONVERT}"
+                    return f"unsupported format (BMP variant): colour palette, read by TensorFlow as gray; {_CONVERT}"
                 image.verify()
             if width * height <= _FULL_CHECK_PIXELS:
                 with Image.open(path, formats=[fmt]) as image:
                     if fmt == "JPEG":
                         image.draft(image.mode, (width // 8, height // 8))  # 1/8 scale: same bytes read, far less work
                     image.load()
-        except Image.DecompressionBombError:
-            return f"too large: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, expected at most {max_pixels}"
+        except Image.DecompressionBombError as error:  # Pillow's own limit, 2 x MAX_IMAGE_PIXELS (179 million)
+            stated = re.search(r"\((\d+) pixels\)", str(error))
+            return f"too large: {stated[1] if stated else 'over 179 million'} pixels, expected at most {max_pixels}"
         except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as error:
             kind = "truncated" if "truncated" in str(error).lower() else "corrupt"
             return f"{kind}: {fmt}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"

@@ -28,6 +28,14 @@ class Walk:
     ignored: list[str] = dataclasses.field(default_factory=list)              # rel paths of debris
 
 
+def is_folder(entry: os.DirEntry) -> bool:
+    """DirEntry.is_dir() that says False, not raises, for a link loop."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
 def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 
@@ -57,7 +65,7 @@ def walk(folder: Path, rel: str, ancestors: frozenset[str], out: Walk) -> None:
         return
     for entry in entries:
         entry_rel = _join(rel, entry.name)
-        if is_debris(entry.name, folder=entry.is_dir()):
+        if is_debris(entry.name, folder=is_folder(entry)):
             out.ignored.append(entry_rel)
             continue
         real, problem = real_path(Path(entry.path))
