@@ -8,7 +8,6 @@ ignores it without a skipped.csv line. Nothing binary is committed: every file i
 """
 from __future__ import annotations
 
-import io
 import os
 import struct
 import zlib
@@ -16,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from serving_fixture import animated_webp, encode, png_bytes, png16_gradient
+from serving_fixture import animated_webp, encode, png16_gradient, png_bytes
 
 
 def ycck_jpeg(rgb: tuple[int, int, int], size: int = 16) -> bytes:

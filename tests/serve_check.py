@@ -42,7 +42,8 @@ import rest_emulator  # noqa: E402
 
 # Every op the export may contain: graph plumbing and checkpointing, control flow (map_fn's While
 # and TensorLists, tf.cond, switch_case), decoding, header checks and EXIF orientation (flips and
-# turns), and the math of image feature-vector modules. Anything else (PyFunc, tensorflow-io, addons) must fail the check.
+# turns), and the math of image feature-vector modules. Anything else (PyFunc, tensorflow-io,
+# addons) must fail the check.
 ALLOWED_OPS = frozenset("""
 Const Identity IdentityN NoOp Placeholder PlaceholderWithDefault PartitionedCall StatefulPartitionedCall
 VarHandleOp ReadVariableOp AssignVariableOp DisableCopyOnRead SaveV2 RestoreV2 MergeV2Checkpoints
