@@ -6,8 +6,8 @@ max_pixels (width x height from the header, read before decoding). Other images 
 reason can say what to convert; TensorFlow refuses a file cut short by even two bytes, so each
 format's end is checked too. Reasons read "<category>: <detail>"; the category is what summaries count.
 
-Cost per file (bench/scan.py): the header, the file's tail, Pillow's verify() (PNG: every chunk's
-CRC) and, up to _FULL_CHECK_PIXELS, a decode (JPEG at 1/8 scale through Pillow's draft mode).
+Cost per file (bench/scan.py): the header, the file's tail, Pillow's open and verify() (PNG: every
+chunk's CRC) and, for files up to _FULL_CHECK_BYTES, a decode (JPEG at 1/8 scale, Pillow's draft mode).
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from pathlib import Path
 
 from PIL import Image
 
-# Decode-checking larger files costs more than the scan should (tens of ms); their structure is still checked.
-_FULL_CHECK_PIXELS = 4_000_000
+# Files up to this size are also decoded (JPEG at 1/8 scale), a few ms each; decoding costs about 1 ms per
+# 30-100 KB (bench/scan.py), so larger files get the structural checks only: header, end of file, PNG CRCs.
+_FULL_CHECK_BYTES = 256 * 1024
+_FULL_CHECK_PIXELS = 300_000  # WebP, PNG and GIF decode at full size: about 12 ms per megapixel for WebP
 _TAIL_BYTES = 1 << 16   # a JPEG may carry trailing data after its end marker; TensorFlow ignores it
 _CONVERT = "the served model cannot decode it; convert to PNG or JPEG"
 
@@ -91,7 +93,7 @@ def _structure(fmt: str, head: bytes, tail: bytes, size: int) -> str | None:
     return None
 
 
-def _decoded(path: Path, fmt: str, max_pixels: int) -> str | None:
+def _decoded(path: Path, fmt: str, max_pixels: int, size: int) -> str | None:
     """Pillow's view: format, header size, integrity; None when it matches what TensorFlow will decode."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -103,7 +105,7 @@ def _decoded(path: Path, fmt: str, max_pixels: int) -> str | None:
                 if fmt == "BMP" and image.mode in ("P", "1"):  # TensorFlow reads palette indices as gray levels
                     return f"unsupported format (BMP variant): colour palette, read by TensorFlow as gray; {_CONVERT}"
                 image.verify()
-            if width * height <= _FULL_CHECK_PIXELS:
+            if size <= _FULL_CHECK_BYTES and (fmt == "JPEG" or width * height <= _FULL_CHECK_PIXELS):
                 with Image.open(path, formats=[fmt]) as image:
                     if fmt == "JPEG":
                         image.draft(image.mode, (width // 8, height // 8))  # 1/8 scale: same bytes read, far less work
@@ -134,4 +136,4 @@ def check(path: Path, max_pixels: int) -> str | None:
         return f"unsupported format ({name}): {_CONVERT}"
     if kind == "not an image":
         return f"not an image: found {name}"
-    return _structure(name, head.ljust(64, b"\0"), tail, size) or _decoded(path, name, max_pixels)
+    return _structure(name, head.ljust(64, b"\0"), tail, size) or _decoded(path, name, max_pixels, size)
