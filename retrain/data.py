@@ -7,19 +7,19 @@ graph will accept); folders are walked by retrain.walk (symlinks followed, loops
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from retrain import formats
 from retrain.errors import RetrainError
+from retrain.skipped import counts, printable, write_skipped_csv
 from retrain.walk import Walk, is_debris, is_folder, real_path, walk
 
 log = logging.getLogger(__name__)
+__all__ = ["Example", "Scan", "scan", "split", "write_skipped_csv"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,19 +107,13 @@ def scan(images: Path, max_pixels: int) -> Scan:
     return result
 
 
-def _counts(skipped: list[tuple[str, str]]) -> str:
-    """'3 corrupt, 2 unsupported format (TIFF)': skip categories (the text before ':'), commonest first."""
-    counts = collections.Counter(reason.split(":")[0] for _, reason in skipped)
-    return ", ".join(f"{n} {category}" for category, n in counts.most_common())
-
-
 def _check_classes(images: Path, result: Scan) -> None:
     used = collections.Counter(e.label for e in result.examples)
     for index, label in enumerate(result.labels):
         if not used[index]:
             mine = [s for s in result.skipped if s[0] == label or s[0].startswith(label + "/")]
-            raise RetrainError(f"--images: class folder {images / label} has no usable images "
-                               f"({len(mine)} skipped: {_counts(mine) or 'none found'}); "
+            detail = f"{len(mine)} skipped: {counts(mine)}" if mine else "no files found"
+            raise RetrainError(f"--images: class folder {images / label} has no usable images ({detail}); "
                                "expected JPEG, PNG, GIF, BMP or still WebP files")
 
 
@@ -128,37 +122,12 @@ def _log_summary(result: Scan, duplicates: int) -> None:
         log.debug("skipped %s: %s", printable(rel), reason)
     line = f"found {len(result.examples)} images in {len(result.labels)} classes ({', '.join(result.labels)})"
     if result.skipped:
-        line += f"; skipped {len(result.skipped)}: {_counts(result.skipped)} (listed in skipped.csv)"
+        line += f"; skipped {len(result.skipped)}: {counts(result.skipped)} (listed in skipped.csv)"
     if result.ignored:
         line += f"; ignored {result.ignored} hidden files and OS debris"
     if duplicates:
         line += f"; {duplicates} extra paths (links) to files already found, each file used once"
     (log.warning if result.skipped else log.info)("%s", line)
-
-
-def printable(rel: str) -> str:
-    """A path as valid UTF-8 text: bytes that are not UTF-8 (surrogate escapes) become \\xNN."""
-    return os.fsencode(rel).decode("utf-8", "backslashreplace")
-
-
-def write_skipped_csv(path: Path, skipped: list[tuple[str, str]]) -> None:
-    """Write `path,reason` rows (header first) atomically: a temporary file in the same folder, then os.replace.
-
-    Paths that are not valid UTF-8 are written with \\xNN escapes so the file stays UTF-8.
-    """
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent,
-                                     prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        try:
-            writer = csv.writer(f)
-            writer.writerow(["path", "reason"])
-            writer.writerows((printable(rel), reason) for rel, reason in skipped)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
 
 
 def _hash_fraction(rel: str) -> float:

@@ -110,13 +110,15 @@ def _gif_records(data: bytes) -> str | None:
     while pos < len(data) and data[pos] != 0x3B:
         if data[pos] == 0x21:
             pos = blocks(pos + 2)
-        elif data[pos] == 0x2C and pos + 10 <= len(data):
-            local = data[pos + 9]
+        elif data[pos] == 0x2C:
+            local = data[pos + 9] if pos + 10 <= len(data) else 0
             pos, images = blocks(pos + 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0)), images + 1
         else:
             return f"corrupt: GIF: unexpected byte {data[pos]:#04x} where a block should start"
         if pos > len(data):
             return "truncated: GIF ends inside a block (file cut short?)"
+    if pos > len(data) or (not images and pos >= len(data)):
+        return "truncated: GIF ends before its first image (file cut short?)"
     return None if images else "corrupt: GIF holds no image"
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from serving_fixture import animated_webp, encode, png16_gradient, png_bytes
+from serving_fixture import animated_webp, encode, png_bytes
 
 
 def ycck_jpeg(rgb: tuple[int, int, int], size: int = 16) -> bytes:
@@ -41,6 +41,12 @@ def _exif_jpeg(image: Image.Image, orientation: int) -> bytes:
     return encode(image.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
 
 
+def _png16(rgb: tuple[int, int, int], side: int = 24) -> bytes:
+    """A solid 16-bit RGB PNG (each 8-bit value v stored as v * 257)."""
+    row = b"\0" + struct.pack(">3H", *(v * 257 for v in rgb)) * side
+    return png_bytes(side, side, 16, 2, zlib.compress(row * side))
+
+
 def _huge_header_png() -> bytes:
     """A 20,000 x 20,000 PNG header over one tiny IDAT: tiny file, huge claim (refused from the header)."""
     return png_bytes(20_000, 20_000, 8, 2, zlib.compress(b"\0" * 64))
@@ -53,7 +59,7 @@ def _skipped_files(rgb: Image.Image) -> dict[str, bytes]:
         "empty.jpg": b"",
         "truncated.jpg": jpeg[:100], "cut-in-half.jpg": jpeg[:len(jpeg) // 2], "no-end-marker.jpg": jpeg[:-2],
         "truncated.png": png[:100], "cut-in-half.png": png[:len(png) // 2],
-        "truncated.gif": encode(noise, "GIF")[:-1],
+        "truncated.gif": encode(noise, "GIF")[:600], "cut-in-half.gif": encode(noise, "GIF")[:1000],
         "random-bytes.jpg": b"\x13\x37" + np.random.default_rng(1).bytes(3000),
         "text.png": b"this is a note, not an image\n" * 10,
         "document.jpg": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + b"0" * 200,
@@ -78,7 +84,7 @@ def _kept_files(rgb: Image.Image) -> dict[str, bytes]:
     return {
         "webp-named.jpeg": encode(rgb, "WEBP"), "lossless.webp": encode(rgb, "WEBP", lossless=True),
         "rgba.png": encode(rgba, "PNG"), "la.png": encode(rgba.convert("LA"), "PNG"),
-        "palette.png": encode(rgb.convert("P"), "PNG"), "sixteen-bit.png": png16_gradient(24, 24)[0],
+        "palette.png": encode(rgb.convert("P"), "PNG"), "sixteen-bit.png": _png16(rgb.getpixel((0, 0))),
         "gray.jpg": encode(rgb.convert("L"), "JPEG"), "cmyk.jpg": encode(rgb.convert("CMYK"), "JPEG"),
         "ycck.jpg": ycck_jpeg(rgb.getpixel((0, 0))), "rotated-exif.jpg": _exif_jpeg(rgb, 6),
         "progressive.jpg": encode(rgb, "JPEG", progressive=True),

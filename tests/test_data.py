@@ -117,7 +117,7 @@ def test_summary_counts_once_and_details_go_to_debug(messy, caplog):
     summary = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert len(summary) == 1
     skipped = len(messy[1]["expected_skipped"])
-    assert f"skipped {skipped}:" in summary[0].message and "6 truncated" in summary[0].message
+    assert f"skipped {skipped}:" in summary[0].message and "7 truncated" in summary[0].message
     assert "1 unsupported format (TIFF)" in summary[0].message and "ignored" in summary[0].message
     assert sum(r.levelno == logging.DEBUG for r in caplog.records) == skipped
 
