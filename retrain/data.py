@@ -72,15 +72,8 @@ def _by_file(found: dict[str, Walk], labels: list[str]) -> tuple[dict[str, list[
     return paths, ambiguous
 
 
-def scan(images: Path, max_pixels: int) -> Scan:
-    """One sub-folder per class -> Scan: labels, usable examples and every skipped file with its reason.
-
-    A file reached through several paths (links) is used once, under its first path in sorted order.
-    Raises RetrainError for a missing or empty folder, fewer than two classes or a class left without
-    usable images (naming the class and its commonest skip reasons).
-    """
-    images = Path(images)
-    labels = _labels(images)
+def _walk_classes(images: Path, labels: list[str]) -> tuple[Walk, dict[str, Walk]]:
+    """(files directly under images, {label: everything under its folder})."""
     top = Walk()
     _stray_files(images, top)
     found = {label: Walk() for label in labels}
@@ -90,6 +83,19 @@ def scan(images: Path, max_pixels: int) -> Scan:
             found[label].skipped.append((label, problem))
         else:
             walk(images / label, label, frozenset({os.path.realpath(images), real}), found[label])
+    return top, found
+
+
+def scan(images: Path, max_pixels: int) -> Scan:
+    """One sub-folder per class -> Scan: labels, usable examples and every skipped file with its reason.
+
+    A file reached through several paths (links) is used once, under its first path in sorted order.
+    Raises RetrainError for a missing or empty folder, fewer than two classes or a class left without
+    usable images (naming the class and its commonest skip reasons).
+    """
+    images = Path(images)
+    labels = _labels(images)
+    top, found = _walk_classes(images, labels)
     paths, skipped = _by_file(found, labels)
     skipped += top.skipped + [s for w in found.values() for s in w.skipped]
     examples = []
@@ -122,7 +128,7 @@ def _log_summary(result: Scan, duplicates: int) -> None:
         log.debug("skipped %s: %s", printable(rel), reason)
     line = f"found {len(result.examples)} images in {len(result.labels)} classes ({', '.join(result.labels)})"
     if result.skipped:
-        line += f"; skipped {len(result.skipped)}: {counts(result.skipped)} (listed in skipped.csv)"
+        line += f"; skipped {len(result.skipped)}: {counts(result.skipped)}"
     if result.ignored:
         line += f"; ignored {result.ignored} hidden files and OS debris"
     if duplicates:
