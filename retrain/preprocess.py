@@ -9,7 +9,7 @@ PNG, GIF, BMP or WebP (TensorFlow's JPEG XL decoder is refused: its size is not 
 width x height from the header must not exceed `max_pixels` (a few-KB PNG can claim 20,000 x
 20,000), and animated WebPs are refused (TF 2.21 aborts the process decoding them with channels=0).
 Every refusal is a tf.errors.InvalidArgumentError, which TF Serving maps to HTTP 400.
-A JPEG's EXIF orientation is applied after decoding (retrain.orientation), so phone photos come out upright.
+A JPEG's EXIF orientation is applied (retrain.orientation), so phone photos come out upright.
 """
 from __future__ import annotations
 
@@ -153,8 +153,10 @@ def _to_rgb(image: tf.Tensor) -> tf.Tensor:
 def decode_resize(image_bytes: tf.Tensor, image_size: int, max_pixels: int) -> tf.Tensor:
     """One encoded image (scalar string) -> float32 [image_size, image_size, 3] in [0, 1].
 
-    JPEG, PNG (8 or 16 bit), GIF (first frame), BMP or still WebP; a JPEG is turned upright as its
-    EXIF orientation says; gray becomes RGB and alpha is composited on white; bilinear resize as tf.image.resize does it (no antialiasing).
+    JPEG, PNG (8 or 16 bit), GIF (first frame), BMP or still WebP; gray becomes RGB and alpha is
+    composited on white; bilinear resize as tf.image.resize does it (no antialiasing); a JPEG is then
+    turned upright as its EXIF orientation says (flips and quarter turns commute exactly with a
+    bilinear resize to a square, so turning the small result costs next to nothing).
     Raises tf.errors.InvalidArgumentError for bytes that are not such an image, for an animated
     WebP and for more than max_pixels pixels (width x height), before decoding anything.
     """
@@ -162,10 +164,10 @@ def decode_resize(image_bytes: tf.Tensor, image_size: int, max_pixels: int) -> t
     code = _format(head)
     with tf.control_dependencies(_checks(image_bytes, head, code, max_pixels)):
         checked = tf.identity(image_bytes)  # every decode below waits for the checks
-    turn = tf.cond(tf.equal(code, _JPEG), lambda: orientation.jpeg_orientation(checked), lambda: tf.constant(1))
-    image = _to_rgb(orientation.apply(_decode(checked, head, code), turn))
+    image = _to_rgb(_decode(checked, head, code))
     image = tf.image.resize(image, [image_size, image_size], method="bilinear")
-    return tf.ensure_shape(image, [image_size, image_size, 3])
+    turn = tf.where(tf.equal(code, _JPEG), orientation.jpeg_orientation(checked), 1)
+    return tf.ensure_shape(orientation.apply(image, turn), [image_size, image_size, 3])
 
 
 def decode_batch(images: tf.Tensor, image_size: int, max_pixels: int) -> tf.Tensor:
