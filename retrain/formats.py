@@ -6,7 +6,7 @@ max_pixels (width x height from the header, read before decoding). Other images 
 reason can say what to convert; TensorFlow refuses a file cut short by even two bytes, so each
 format's end is checked too. Reasons read "<category>: <detail>"; the category is what summaries count.
 
-Cost per file (bench/scan.py): the header, the file's tail, Pillow's open and verify() (PNG: every
+Cost per file (bench/scan.py): the header (JPEG and GIF: every byte, searched in C), Pillow's open and verify() (PNG: every
 chunk's CRC) and, for files up to _FULL_CHECK_BYTES, a decode (JPEG at 1/8 scale, Pillow's draft mode).
 """
 from __future__ import annotations
@@ -22,7 +22,6 @@ from PIL import Image
 # 30-100 KB (bench/scan.py), so larger files get the structural checks only: header, end of file, PNG CRCs.
 _FULL_CHECK_BYTES = 256 * 1024
 _FULL_CHECK_PIXELS = 300_000  # WebP, PNG and GIF decode at full size: about 12 ms per megapixel for WebP
-_TAIL_BYTES = 1 << 16   # a JPEG may carry trailing data after its end marker; TensorFlow ignores it
 _CONVERT = "the served model cannot decode it; convert to PNG or JPEG"
 
 
@@ -76,10 +75,30 @@ def _is_text(head: bytes) -> bool:
         return False
 
 
-def _structure(fmt: str, head: bytes, tail: bytes, size: int) -> str | None:
-    """The end of the file as TensorFlow needs it, or a reason; cheap (header and tail only)."""
-    if fmt == "JPEG" and b"\xff\xd9" not in tail:
-        return "truncated: JPEG has no end marker (file cut short?)"
+def _jpeg_cut(data: bytes) -> bool:
+    """True if no end marker follows a JPEG's first scan (SOS): the file was cut short.
+
+    Scan data cannot hold FF D9 (FF is stuffed as FF 00), so this is exact; an EXIF thumbnail's end
+    marker comes before the scan and data appended after the image (phones' motion photos) is allowed.
+    """
+    pos = 2
+    while 0 <= pos < len(data) - 3:
+        marker = data[pos + 1]
+        if data[pos] != 0xFF or marker in (0x00, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
+            pos = data.find(b"\xff", pos + 1)  # stray or fill bytes: find the next marker, as libjpeg does
+        elif marker == 0xDA:
+            return data.find(b"\xff\xd9", pos) < 0
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return True
+
+
+def _structure(fmt: str, head: bytes, body: bytes, size: int) -> str | None:
+    """The file's structure as TensorFlow needs it, or a reason; cheap (header; JPEG and GIF bytes)."""
+    if fmt == "JPEG" and _jpeg_cut(body):
+        return "truncated: JPEG image data has no end marker (file cut short?)"
+    if fmt == "GIF" and (problem := _gif_records(body)):
+        return problem
     if fmt == "WEBP" and size < int.from_bytes(head[4:8], "little") + 8:
         return "truncated: WebP is shorter than its RIFF header says"
     if fmt == "WEBP" and head[12:16] == b"VP8X" and head[20] & 2:
@@ -156,9 +175,8 @@ def check(path: Path, max_pixels: int) -> str | None:
             return "empty file: 0 bytes"
         with open(path, "rb") as f:
             head = f.read(64)
-            # giflib reads every frame, so a GIF's every block is checked; other formats need only their end.
-            f.seek(0 if head.startswith(b"GIF8") else max(0, size - _TAIL_BYTES))
-            tail = f.read()
+            # JPEG and GIF structure is checked through the whole file; the others need only their header.
+            body = head + f.read() if head.startswith((b"\xff\xd8\xff", b"GIF8")) else b""
     except OSError as error:
         return f"unreadable: {error.strerror or error}"
     kind, name = identify(head)
@@ -166,6 +184,4 @@ def check(path: Path, max_pixels: int) -> str | None:
         return f"unsupported format ({name}): {_CONVERT}"
     if kind == "not an image":
         return f"not an image: found {name}"
-    if name == "GIF" and (problem := _gif_records(tail)):
-        return problem
-    return _structure(name, head.ljust(64, b"\0"), tail, size) or _decoded(path, name, max_pixels, size)
+    return _structure(name, head.ljust(64, b"\0"), body, size) or _decoded(path, name, max_pixels, size)

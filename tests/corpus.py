@@ -47,6 +47,13 @@ def _png16(rgb: tuple[int, int, int], side: int = 24) -> bytes:
     return png_bytes(side, side, 16, 2, zlib.compress(row * side))
 
 
+def _with_thumbnail(jpeg: bytes) -> bytes:
+    """The JPEG with an APP1 Exif segment holding a thumbnail JPEG: an end marker before the image data."""
+    thumbnail = encode(Image.new("RGB", (8, 8), (1, 2, 3)), "JPEG")
+    payload = b"Exif\0\0MM\0*\0\0\0\x08\0\0" + thumbnail
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
 def _huge_header_png() -> bytes:
     """A 20,000 x 20,000 PNG header over one tiny IDAT: tiny file, huge claim (refused from the header)."""
     return png_bytes(20_000, 20_000, 8, 2, zlib.compress(b"\0" * 64))
@@ -58,6 +65,7 @@ def _skipped_files(rgb: Image.Image) -> dict[str, bytes]:
     return {
         "empty.jpg": b"",
         "truncated.jpg": jpeg[:100], "cut-in-half.jpg": jpeg[:len(jpeg) // 2], "no-end-marker.jpg": jpeg[:-2],
+        "cut-after-thumbnail.jpg": _with_thumbnail(jpeg)[:-200],
         "truncated.png": png[:100], "cut-in-half.png": png[:len(png) // 2],
         "truncated.gif": encode(noise, "GIF")[:600], "cut-in-half.gif": encode(noise, "GIF")[:1000],
         "random-bytes.jpg": b"\x13\x37" + np.random.default_rng(1).bytes(3000),
@@ -88,7 +96,8 @@ def _kept_files(rgb: Image.Image) -> dict[str, bytes]:
         "gray.jpg": encode(rgb.convert("L"), "JPEG"), "cmyk.jpg": encode(rgb.convert("CMYK"), "JPEG"),
         "ycck.jpg": ycck_jpeg(rgb.getpixel((0, 0))), "rotated-exif.jpg": _exif_jpeg(rgb, 6),
         "progressive.jpg": encode(rgb, "JPEG", progressive=True),
-        "trailing-data.jpg": encode(rgb, "JPEG") + b"\0" * 100,
+        "trailing-data.jpg": encode(rgb, "JPEG") + b"\0" * 100, "thumbnail.jpg": _with_thumbnail(encode(rgb, "JPEG")),
+        "motion-photo.jpg": encode(rgb, "JPEG") + b"\0\0\0\x18ftypmp42" + np.random.default_rng(3).bytes(100_000),
         "animated.gif": encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
         "still.gif": encode(rgb, "GIF"), "gray.bmp": encode(rgb.convert("L"), "BMP"), "rgb.bmp": encode(rgb, "BMP"),
         "UPPER.JPG": encode(rgb, "JPEG"), "no-extension": encode(rgb, "PNG"), "with space.png": encode(rgb, "PNG"),

@@ -55,7 +55,7 @@ def test_messy_corpus_skips_exactly_the_broken_files_and_keeps_every_usable_one(
 @pytest.mark.parametrize("name, reason", [
     ("empty.jpg", "empty file: 0 bytes"),
     ("truncated.png", "truncated: PNG"),
-    ("truncated.jpg", "truncated: JPEG has no end marker"),
+    ("truncated.jpg", "truncated: JPEG image data has no end marker"),
     ("random-bytes.jpg", "not an image: found unknown bytes"),
     ("text.png", "not an image: found text"),
     ("scan.tiff", "unsupported format (TIFF): the served model cannot decode it; convert to PNG or JPEG"),
@@ -117,7 +117,7 @@ def test_summary_counts_once_and_details_go_to_debug(messy, caplog):
     summary = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert len(summary) == 1
     skipped = len(messy[1]["expected_skipped"])
-    assert f"skipped {skipped}:" in summary[0].message and "7 truncated" in summary[0].message
+    assert f"skipped {skipped}:" in summary[0].message and "8 truncated" in summary[0].message
     assert "1 unsupported format (TIFF)" in summary[0].message and "ignored" in summary[0].message
     assert sum(r.levelno == logging.DEBUG for r in caplog.records) == skipped
 
