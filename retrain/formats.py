@@ -6,14 +6,17 @@ max_pixels (width x height from the header, read before decoding). Other images 
 reason can say what to convert; TensorFlow refuses a file cut short by even two bytes, so each
 format's end is checked too. Reasons read "<category>: <detail>"; the category is what summaries count.
 
-Cost per file (bench/scan.py): the header (JPEG and GIF: every byte, searched in C), Pillow's open and verify() (PNG: every
-chunk's CRC) and, for files up to _FULL_CHECK_BYTES, a decode (JPEG at 1/8 scale, Pillow's draft mode).
+Cost per file (bench/scan.py, at most a few ms): the header (JPEG and GIF: every byte, searched in
+C), Pillow's open and verify() (PNG: every chunk's CRC) and, for small files only, a decode (JPEG at
+1/8 scale, Pillow's draft mode).
 """
 from __future__ import annotations
 
 import os
 import re
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -161,7 +164,9 @@ def _decoded(path: Path, fmt: str, max_pixels: int, size: int) -> str | None:
         except Image.DecompressionBombError as error:  # Pillow's own limit, 2 x MAX_IMAGE_PIXELS (179 million)
             stated = re.search(r"\((\d+) pixels\)", str(error))
             return f"too large: {stated[1] if stated else 'over 179 million'} pixels, expected at most {max_pixels}"
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as error:
+        # What Pillow raises on bad bytes (hypothesis-fuzzed in tests/test_formats.py): a verdict on the file.
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error,
+                zlib.error) as error:
             kind = "truncated" if "truncated" in str(error).lower() else "corrupt"
             return f"{kind}: {fmt}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
     return None
