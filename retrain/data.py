@@ -118,8 +118,8 @@ def _check_classes(images: Path, result: Scan) -> None:
     for index, label in enumerate(result.labels):
         if not used[index]:
             mine = [s for s in result.skipped if s[0] == label or s[0].startswith(label + "/")]
-            detail = f"{len(mine)} skipped: {counts(mine)}" if mine else "no files found"
-            raise RetrainError(f"--images: class folder {images / label} has no usable images ({detail}); "
+            found = f"no usable images ({len(mine)} skipped: {counts(mine)})" if mine else "no images (no files)"
+            raise RetrainError(f"--images: class folder {images / label} has {found}; "
                                "expected JPEG, PNG, GIF, BMP or still WebP files")
 
 

@@ -178,3 +178,11 @@ def test_split_keeps_every_class_on_both_sides(tmp_path):
     train, val = data.split(scan(root).examples, 0.01)
     assert {e.label for e in train} == {0, 1, 2}
     assert {e.label for e in val} == {0, 1}
+
+
+def test_class_folder_without_files_is_named(tmp_path):
+    root = write_images(tmp_path / "imgs", colour_set(n=2))
+    (root / "zebra").mkdir()
+    (root / "zebra" / "Thumbs.db").write_bytes(b"\0")
+    with pytest.raises(RetrainError, match=r"zebra has no images \(no files\); expected JPEG, PNG, GIF, BMP or still"):
+        scan(root)
