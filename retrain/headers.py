@@ -114,6 +114,7 @@ def checks(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, max_pixels:
         [tf.strings.format("image_bytes: image of {} pixels (width x height), expected at most {}",
                            (pixels, max_pixels))])
     gray = tf.debugging.Assert(
-        tf.logical_not(_palette_bmp(image_bytes, head, code)),
+        tf.logical_not(tf.cond(tf.equal(code, BMP), lambda: _palette_bmp(image_bytes, head, code),
+                               lambda: tf.constant(False))),
         ["image_bytes: BMP with a colour palette (TensorFlow would decode it as gray), expected PNG or JPEG"])
     return [known, still, small, gray]
