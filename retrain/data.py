@@ -1,83 +1,147 @@
-"""Image folder -> labels, files and a stable train/validation split; the only module reading input files.
+"""Image folder -> labels, usable files, skipped files with reasons, and a stable train/validation split.
 
-Nothing here imports TensorFlow, so bad input is reported before the slow import starts.
+The only module listing input files. Nothing here imports TensorFlow, so bad input is reported
+before the slow import starts. Each file is judged by retrain.formats (what the shared decoding
+graph will accept); folders are walked by retrain.walk (symlinks followed, loops reported).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import logging
 import os
 from pathlib import Path
 
+from retrain import formats
 from retrain.errors import RetrainError
+from retrain.skipped import counts, printable, write_skipped_csv
+from retrain.walk import Walk, is_debris, is_folder, real_path, walk
 
 log = logging.getLogger(__name__)
-
-# Magic numbers: formats are recognised by content, so "photo.jpg" that is really a PNG still counts.
-_MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
-          (b"GIF89a", "gif"), (b"BM", "bmp"))
+__all__ = ["Example", "Scan", "scan", "split", "write_skipped_csv"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    path: Path   # absolute path of the image file
+    path: Path   # absolute, resolved path of the image file (symlinks followed)
     rel: str     # path relative to the images folder, POSIX form: the split hashes this
     label: int   # index into the sorted label list
 
 
-def sniff(path: Path) -> str | None:
-    """The image format of a file by its first bytes (jpeg, png, gif, bmp, webp), or None."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return None
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    labels: list[str]                 # sorted class folder names: the model's output order
+    examples: list[Example]           # usable images, in label then path order, each real file once
+    skipped: list[tuple[str, str]]    # (path relative to the images folder, one-line reason), sorted by path
+    ignored: int = 0                  # hidden files and OS debris (.DS_Store, Thumbs.db, ._*): counted, not listed
 
 
-def _class_files(folder: Path) -> list[Path]:
-    """Image files anywhere under one class folder, sorted; hidden files and folders are skipped."""
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(root) / f for f in sorted(files) if not f.startswith(".")]
-    return found
-
-
-def scan(images: Path) -> tuple[list[str], list[Example]]:
-    """One sub-folder per class -> (sorted labels, examples in label then path order).
-
-    Raises RetrainError for a missing or empty folder, fewer than two classes or a class without images.
-    """
-    images = Path(images)
+def _labels(images: Path) -> list[str]:
     if not images.is_dir():
         raise RetrainError(f"--images: {images} is not a folder; expected a folder with one sub-folder per class")
-    labels = sorted(p.name for p in images.iterdir() if p.is_dir() and not p.name.startswith("."))
+    labels = sorted(p.name for p in images.iterdir() if p.is_dir() and not is_debris(p.name, folder=True))
     if not labels:
         raise RetrainError(f"--images: {images} has no class sub-folders; expected e.g. {images}/<label>/*.jpg")
     if len(labels) < 2:
         raise RetrainError(f"--images: {images} has 1 class ({labels[0]}); expected at least 2 class folders")
-    examples, skipped = [], 0
+    return labels
+
+
+def _stray_files(images: Path, found: Walk) -> None:
+    """Files directly under the images folder belong to no class: say so rather than drop them silently."""
+    for entry in sorted(os.scandir(images), key=lambda e: e.name):
+        if is_debris(entry.name, folder=is_folder(entry)):
+            found.ignored.append(entry.name)
+        elif not is_folder(entry):
+            found.skipped.append((entry.name, "not in a class folder: only files inside class sub-folders are used"))
+
+
+def _by_file(found: dict[str, Walk], labels: list[str]) -> tuple[dict[str, list[tuple[str, int]]], list]:
+    """Real path -> its (rel, label) paths, and skips for files whose paths disagree on the class."""
+    paths: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
     for index, label in enumerate(labels):
-        files = _class_files(images / label)
-        kept = [f for f in files if sniff(f)]
-        skipped += len(files) - len(kept)
-        if not kept:
-            raise RetrainError(f"--images: class folder {images / label} has no images "
-                               f"({len(files)} other files); expected JPEG, PNG, GIF, BMP or WebP files")
-        examples += [Example(f.resolve(), f.relative_to(images).as_posix(), index) for f in kept]
-    if skipped:
-        log.warning("skipped %d files that are not JPEG, PNG, GIF, BMP or WebP images", skipped)
-    log.info("found %d images in %d classes: %s", len(examples), len(labels), ", ".join(labels))
-    return labels, examples
+        for real, rel in found[label].files:
+            paths[real].append((rel, index))
+    ambiguous = []
+    for real, where in list(paths.items()):
+        classes = sorted({labels[i] for _, i in where})
+        if len(classes) > 1:
+            ambiguous += [(rel, f"ambiguous: the same file is in classes {' and '.join(classes)}") for rel, _ in where]
+            del paths[real]
+    return paths, ambiguous
+
+
+def _walk_classes(images: Path, labels: list[str]) -> tuple[Walk, dict[str, Walk]]:
+    """(files directly under images, {label: everything under its folder})."""
+    top = Walk()
+    _stray_files(images, top)
+    found = {label: Walk() for label in labels}
+    for label in labels:
+        real, problem = real_path(images / label)
+        if problem:
+            found[label].skipped.append((label, problem))
+        else:
+            walk(images / label, label, frozenset({os.path.realpath(images), real}), found[label])
+    return top, found
+
+
+def scan(images: Path, max_pixels: int) -> Scan:
+    """One sub-folder per class -> Scan: labels, usable examples and every skipped file with its reason.
+
+    A file reached through several paths (links) is used once, under its first path in sorted order.
+    Raises RetrainError for a missing or empty folder, fewer than two classes or a class left without
+    usable images (naming the class and its commonest skip reasons).
+    """
+    images = Path(images)
+    labels = _labels(images)
+    top, found = _walk_classes(images, labels)
+    paths, skipped = _by_file(found, labels)
+    skipped += top.skipped + [s for w in found.values() for s in w.skipped]
+    examples = []
+    for real, where in paths.items():
+        reason = formats.check(Path(real), max_pixels)
+        if reason:
+            skipped += [(rel, reason) for rel, _ in where]
+        else:
+            rel, label = min(where)
+            examples.append(Example(Path(real), rel, label))
+    examples.sort(key=lambda e: (e.label, e.rel))
+    result = Scan(labels, examples, sorted(skipped), len(top.ignored) + sum(len(w.ignored) for w in found.values()))
+    _check_classes(images, result)
+    _log_summary(result, sum(len(w) for w in paths.values()) - len(paths))
+    return result
+
+
+def _check_classes(images: Path, result: Scan) -> None:
+    used = collections.Counter(e.label for e in result.examples)
+    for index, label in enumerate(result.labels):
+        if not used[index]:
+            mine = [s for s in result.skipped if s[0] == label or s[0].startswith(label + "/")]
+            found = f"no usable images ({len(mine)} skipped: {counts(mine)})" if mine else "no images (no files)"
+            raise RetrainError(f"--images: class folder {images / label} has {found}; "
+                               "expected JPEG, PNG, GIF, BMP or still WebP files")
+
+
+def _log_summary(result: Scan, duplicates: int) -> None:
+    for rel, reason in result.skipped:
+        log.debug("skipped %s: %s", printable(rel), reason)
+    line = f"found {len(result.examples)} images in {len(result.labels)} classes ({', '.join(result.labels)})"
+    if result.skipped:
+        line += f"; skipped {len(result.skipped)}: {counts(result.skipped)}"
+    if result.ignored:
+        line += f"; ignored {result.ignored} hidden files and OS debris"
+    if duplicates:
+        line += f"; {duplicates} extra paths (links) to files already found, each file used once"
+    (log.warning if result.skipped else log.info)("%s", line)
 
 
 def _hash_fraction(rel: str) -> float:
-    """A stable number in [0, 1) from the relative path: the same file always lands in the same split."""
-    return int.from_bytes(hashlib.sha256(rel.encode("utf-8")).digest()[:8], "big") / 2**64
+    """A stable number in [0, 1) from the relative path: the same file always lands in the same split.
+
+    os.fsencode gives the name's bytes, also for names that are not valid UTF-8 (UTF-8 names hash as before).
+    """
+    return int.from_bytes(hashlib.sha256(os.fsencode(rel)).digest()[:8], "big") / 2**64
 
 
 def split(examples: list[Example], validation_split: float) -> tuple[list[Example], list[Example]]:

@@ -41,8 +41,9 @@ from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 import rest_emulator  # noqa: E402
 
 # Every op the export may contain: graph plumbing and checkpointing, control flow (map_fn's While
-# and TensorLists, tf.cond, switch_case), decoding and header checks, and the math of image
-# feature-vector modules. Anything else (PyFunc, tensorflow-io, addons) must fail the check.
+# and TensorLists, tf.cond, switch_case), decoding, header checks and EXIF orientation (flips and
+# turns), and the math of image feature-vector modules. Anything else (PyFunc, tensorflow-io,
+# addons) must fail the check.
 ALLOWED_OPS = frozenset("""
 Const Identity IdentityN NoOp Placeholder PlaceholderWithDefault PartitionedCall StatefulPartitionedCall
 VarHandleOp ReadVariableOp AssignVariableOp DisableCopyOnRead SaveV2 RestoreV2 MergeV2Checkpoints
@@ -51,7 +52,7 @@ While StatelessWhile If StatelessIf Case StatelessCase TensorListFromTensor Tens
 TensorListReserve TensorListSetItem TensorListStack TensorListLength TensorListElementShape
 DecodeImage DecodePng DecodeRaw ExtractJpegShape Substr ParseExampleV2 Assert StringFormat EnsureShape
 ResizeBilinear Shape Pack Unpack StridedSlice Reshape ExpandDims Squeeze ConcatV2 Fill Range Tile Cast
-GatherV2 Slice Transpose Pad MirrorPad ZerosLike OnesLike
+GatherV2 Slice Transpose ReverseV2 Pad MirrorPad ZerosLike OnesLike
 Abs AddV2 Add Sub Mul RealDiv FloorDiv FloorMod Maximum Minimum Neg Square Sqrt Rsqrt Exp Log
 BitwiseAnd Equal NotEqual Greater GreaterEqual Less LessEqual LogicalAnd LogicalNot LogicalOr All Any
 Mean Sum Max Min Prod Softmax MatMul BatchMatMulV2 BiasAdd Relu Relu6 Sigmoid Tanh Elu Selu Erf

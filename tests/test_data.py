@@ -1,14 +1,33 @@
-"""Folder scanning, format sniffing and the stable split."""
+"""Folder scanning (messy folders, symlinks, skip reasons, skipped.csv) and the stable split."""
 from __future__ import annotations
 
+import csv
+import logging
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
+from conftest import colour_set, write_images
+from corpus import build_corpus
 from PIL import Image
 
-from conftest import colour_set, write_images
 from retrain import data
 from retrain.errors import RetrainError
+
+BIG = 50_000_000
+
+
+def scan(root, max_pixels=BIG):
+    return data.scan(root, max_pixels)
+
+
+@pytest.fixture
+def messy(tmp_path):
+    """Good images plus one file of every messy case: (root, expectations)."""
+    root = write_images(tmp_path / "imgs", colour_set(n=4))
+    return root, build_corpus(root, ["blue", "green", "red"])
 
 
 def test_labels_are_sorted_folder_names_and_nested_images_count(tmp_path):
@@ -16,26 +35,99 @@ def test_labels_are_sorted_folder_names_and_nested_images_count(tmp_path):
     nested = root / "red" / "deeper" / "more"
     nested.mkdir(parents=True)
     Image.new("RGB", (8, 8), (255, 0, 0)).save(nested / "x.png")
-    labels, examples = data.scan(root)
-    assert labels == ["blue", "green", "red"]
-    assert sum(e.label == 2 for e in examples) == 4
-    assert "red/deeper/more/x.png" in {e.rel for e in examples}
+    found = scan(root)
+    assert found.labels == ["blue", "green", "red"]
+    assert sum(e.label == 2 for e in found.examples) == 4
+    assert "red/deeper/more/x.png" in {e.rel for e in found.examples}
+    assert found.skipped == [] and found.ignored == 0
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "WEBP"])
-def test_formats_are_recognised_by_content_not_extension(tmp_path, fmt):
-    path = tmp_path / "misnamed.txt"
-    Image.new("RGB", (8, 8), (1, 2, 3)).save(path, fmt)
-    assert data.sniff(path) == fmt.lower()
+def test_messy_corpus_skips_exactly_the_broken_files_and_keeps_every_usable_one(messy):
+    root, expected = messy
+    found = scan(root)
+    assert {rel for rel, _ in found.skipped} == expected["expected_skipped"]
+    assert expected["expected_kept"] <= {e.rel for e in found.examples}
+    assert len(found.examples) == len(expected["expected_kept"]) + 12  # the 12 good images
+    assert all(reason and "\n" not in reason for _, reason in found.skipped)
+    assert found.ignored >= 3 * 7  # each class holds the debris set: counted, not listed
 
 
-def test_non_images_and_hidden_files_are_skipped(tmp_path):
-    root = write_images(tmp_path / "imgs", colour_set(n=2))
-    (root / "red" / "notes.jpg").write_text("not an image")
-    (root / "red" / ".DS_Store").write_bytes(b"\0\1")
-    (root / ".hidden_class").mkdir()
-    labels, examples = data.scan(root)
-    assert labels == ["blue", "green", "red"] and len(examples) == 6
+@pytest.mark.parametrize("name, reason", [
+    ("empty.jpg", "empty file: 0 bytes"),
+    ("truncated.png", "truncated: PNG"),
+    ("truncated.jpg", "truncated: JPEG image data has no end marker"),
+    ("random-bytes.jpg", "not an image: found unknown bytes"),
+    ("text.png", "not an image: found text"),
+    ("scan.tiff", "unsupported format (TIFF): the served model cannot decode it; convert to PNG or JPEG"),
+    ("photo.heic", "unsupported format (HEIC/HEIF)"),
+    ("photo.avif", "unsupported format (AVIF)"),
+    ("photo.jxl", "unsupported format (JPEG XL)"),
+    ("moving.webp", "unsupported format (animated WebP)"),
+    ("huge-header.png", "too large: 400000000 pixels, expected at most 50000000"),
+    ("loop", "symlink loop"),
+    ("self-link.jpg", "symlink loop"),
+    ("broken-link.jpg", "broken symlink"),
+    ("shared.png", "ambiguous: the same file is in classes blue and green"),
+    ("README.txt", "not in a class folder"),
+])
+def test_each_skip_has_its_reason(messy, name, reason):
+    found = [why for rel, why in scan(messy[0]).skipped if rel.rpartition("/")[2] == name]
+    assert found and all(why.startswith(reason) for why in found), found
+
+
+def test_links_are_followed_and_each_real_file_used_once(messy):
+    found = scan(messy[0])
+    rels = {e.rel for e in found.examples}
+    assert {"green/linked-folder/one.png", "green/linked-folder/two.jpg", "blue/dup-a.png"} <= rels
+    assert "blue/dup-b.png" not in rels and "blue/dup-b.png" not in dict(found.skipped)
+    assert len({e.path for e in found.examples}) == len(found.examples)
+    assert all(e.path.is_absolute() and not e.path.is_symlink() for e in found.examples)
+
+
+def test_pixel_limit_comes_from_the_header(tmp_path):
+    root = write_images(tmp_path / "imgs", colour_set(n=2), size=30)
+    Image.new("RGB", (40, 30)).save(root / "red" / "wide.png")
+    found = scan(root, max_pixels=900)
+    assert dict(found.skipped) == {"red/wide.png": "too large: 40 x 30 = 1200 pixels, expected at most 900"}
+
+
+def test_non_utf8_names_survive_the_scan_the_split_and_the_csv(messy, tmp_path):
+    root, _ = messy
+    found = scan(root)
+    odd = next(e for e in found.examples if "\udce9" in e.rel)
+    assert os.fsencode(odd.rel).endswith(b"caf\xe9-latin1-name.png") and odd.path.exists()
+    data.split(found.examples, 0.2)
+    out = tmp_path / "skipped.csv"
+    data.write_skipped_csv(out, found.skipped + [(odd.rel, "example")])
+    rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
+    assert rows[0] == ["path", "reason"] and ["blue/caf\\xe9-latin1-name.png", "example"] in rows
+
+
+def test_skipped_csv_round_trips_odd_names_and_leaves_no_temporary_file(tmp_path):
+    skipped = [("a/with, comma.png", 'says "hi"'), ("b/ünï\ncode.jpg", "empty file: 0 bytes")]
+    data.write_skipped_csv(tmp_path / "skipped.csv", skipped)
+    rows = list(csv.reader((tmp_path / "skipped.csv").open(encoding="utf-8", newline="")))
+    assert rows == [["path", "reason"], *map(list, skipped)]
+    assert os.listdir(tmp_path) == ["skipped.csv"]
+
+
+def test_summary_counts_once_and_details_go_to_debug(messy, caplog):
+    caplog.set_level(logging.DEBUG, logger="retrain.data")
+    scan(messy[0])
+    summary = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(summary) == 1
+    skipped = len(messy[1]["expected_skipped"])
+    assert f"skipped {skipped}:" in summary[0].message and "8 truncated" in summary[0].message
+    assert "1 unsupported format (TIFF)" in summary[0].message and "ignored" in summary[0].message
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == skipped
+
+
+def test_scan_runs_without_tensorflow(messy):
+    code = ("import sys; from retrain import data; data.scan(sys.argv[1], 10**8); "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    result = subprocess.run([sys.executable, "-c", code, str(messy[0])], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("make, message", [
@@ -45,26 +137,36 @@ def test_non_images_and_hidden_files_are_skipped(tmp_path):
 ])
 def test_bad_folders_get_one_line_errors(tmp_path, make, message):
     with pytest.raises(RetrainError, match=message) as info:
-        data.scan(make(tmp_path))
+        scan(make(tmp_path))
     assert "\n" not in str(info.value)
 
 
-def test_class_without_images_is_named(tmp_path):
+def test_class_left_empty_after_skips_is_named_with_its_reasons(tmp_path):
     root = write_images(tmp_path / "imgs", colour_set(n=2))
     shutil.rmtree(root / "green")
     (root / "green").mkdir()
     (root / "green" / "readme.txt").write_text("hi")
-    with pytest.raises(RetrainError, match=r"green has no images \(1 other files\)"):
-        data.scan(root)
+    (root / "green" / "a.jpg").write_bytes(b"")
+    (root / "green" / "b.jpg").write_bytes(b"")
+    (root / "green" / ".DS_Store").write_bytes(b"\0")
+    with pytest.raises(RetrainError, match=r"green has no usable images \(3 skipped: 2 empty file, 1 not an image\)"):
+        scan(root)
+
+
+def test_hidden_class_folders_and_debris_folders_are_not_classes(tmp_path):
+    root = write_images(tmp_path / "imgs", colour_set(n=2))
+    (root / ".hidden_class").mkdir()
+    (root / "__MACOSX").mkdir()
+    assert scan(root).labels == ["blue", "green", "red"]
 
 
 def test_split_is_stable_when_images_are_added_or_the_folder_moves(tmp_path):
     root = write_images(tmp_path / "a", colour_set(n=40))
-    _, before = data.split(*data.scan(root)[1:], 0.25)
+    _, before = data.split(scan(root).examples, 0.25)
     moved = tmp_path / "b"
     shutil.copytree(root, moved)
     write_images(moved, {label: [(9, 9, 9)] * 45 for label in ("blue", "green", "red")})  # adds 5 new each
-    train_after, val_after = data.split(data.scan(moved)[1], 0.25)
+    train_after, val_after = data.split(scan(moved).examples, 0.25)
     val_before = {e.rel for e in before}
     assert val_before <= {e.rel for e in val_after}
     assert not val_before & {e.rel for e in train_after}
@@ -73,6 +175,14 @@ def test_split_is_stable_when_images_are_added_or_the_folder_moves(tmp_path):
 
 def test_split_keeps_every_class_on_both_sides(tmp_path):
     root = write_images(tmp_path / "imgs", {"a": [(1, 1, 1)] * 2, "b": [(2, 2, 2)] * 3, "c": [(3, 3, 3)]})
-    train, val = data.split(data.scan(root)[1], 0.01)
+    train, val = data.split(scan(root).examples, 0.01)
     assert {e.label for e in train} == {0, 1, 2}
     assert {e.label for e in val} == {0, 1}
+
+
+def test_class_folder_without_files_is_named(tmp_path):
+    root = write_images(tmp_path / "imgs", colour_set(n=2))
+    (root / "zebra").mkdir()
+    (root / "zebra" / "Thumbs.db").write_bytes(b"\0")
+    with pytest.raises(RetrainError, match=r"zebra has no images \(no files\); expected JPEG, PNG, GIF, BMP or still"):
+        scan(root)

@@ -147,4 +147,13 @@ def test_empty_batch_gives_an_empty_tensor():
 
 
 def test_preprocess_version_names_the_current_pixels():
-    assert PREPROCESS_VERSION == 2
+    assert PREPROCESS_VERSION == 3
+
+
+def test_colour_palette_bmp_is_refused_and_a_gray_ramp_bmp_decodes():
+    """TensorFlow outputs an 8-bit BMP's palette indices as gray: right only for the gray ramp."""
+    with pytest.raises(tf.errors.InvalidArgumentError, match="BMP with a colour palette"):
+        pixels(encode(Image.new("RGB", (S, S), (200, 30, 60)).convert("P"), "BMP"), graph=True)
+    np.testing.assert_allclose(pixels(solid("L", 77, "BMP"), graph=True), 77 / 255, atol=1e-6)
+    rgb = pixels(solid("RGB", (200, 30, 60), "BMP"))
+    np.testing.assert_allclose(rgb, np.broadcast_to(np.array([200, 30, 60]) / 255, rgb.shape), atol=1e-6)
