@@ -117,6 +117,8 @@ def _training_options(command):
 @click.group(cls=_Retrain, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @_training_options
 @click.option("--no-cache", is_flag=True, help="Run the backbone on every image in every epoch (the old, slow way).")
+@click.option("--strict", is_flag=True, help="Stop with an error if any file would be skipped.")
+@click.option("--dry-run", is_flag=True, help="Scan and split, write split.csv and skipped.csv, then stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-v", "--verbose", count=True, help="-v: also TensorFlow's own start-up lines; -vv: debug.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")

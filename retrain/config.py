@@ -74,6 +74,10 @@ class Config:
     class_weight: str = "auto"
     # Folder for TensorBoard scalars per epoch (each run adds a run-<n> folder); None writes none.
     tensorboard: Path | None = None
+    # Any file the scan would skip is an error instead: for data sets that must be used whole.
+    strict: bool = False
+    # Scan, split and write split.csv and skipped.csv, then stop before any module loads.
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         # Cross-field and range rules live here so the Python API checks what the CLI checks.

@@ -1,4 +1,4 @@
-"""Image folder -> labels, usable files, skipped files with reasons, and a stable train/validation split.
+"""Image folder -> labels, usable files, and skipped files with reasons (retrain.split splits them).
 
 The only module listing input files. Nothing here imports TensorFlow, so bad input is reported
 before the slow import starts. Each file is judged by retrain.formats (what the shared decoding
@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import logging
 import os
 from pathlib import Path
 
 from retrain import formats
-from retrain.errors import RetrainError
+from retrain.errors import RetrainError, skip_line
 from retrain.skipped import counts, printable, write_skipped_csv
 from retrain.walk import Walk, is_debris, is_folder, real_path, walk
 
 log = logging.getLogger(__name__)
-__all__ = ["Example", "Scan", "scan", "split", "write_skipped_csv"]
+__all__ = ["Example", "Scan", "scan", "write_skipped_csv"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +108,7 @@ def scan(images: Path, max_pixels: int) -> Scan:
     examples.sort(key=lambda e: (e.label, e.rel))
     result = Scan(labels, examples, sorted(skipped), len(top.ignored) + sum(len(w.ignored) for w in found.values()))
     _check_classes(images, result)
-    _log_summary(result, sum(len(w) for w in paths.values()) - len(paths))
+    _log_summary(images, result, sum(len(w) for w in paths.values()) - len(paths))
     return result
 
 
@@ -123,9 +122,9 @@ def _check_classes(images: Path, result: Scan) -> None:
                                "expected JPEG, PNG, GIF, BMP or still WebP files")
 
 
-def _log_summary(result: Scan, duplicates: int) -> None:
-    for rel, reason in result.skipped:
-        log.debug("skipped %s: %s", printable(rel), reason)
+def _log_summary(images: Path, result: Scan, duplicates: int) -> None:
+    for rel, reason in result.skipped:  # the same line a file gets when a later stage skips it
+        log.info(skip_line(images / printable(rel), reason))
     line = f"found {len(result.examples)} images in {len(result.labels)} classes ({', '.join(result.labels)})"
     if result.skipped:
         line += f"; skipped {len(result.skipped)}: {counts(result.skipped)}"
@@ -134,28 +133,3 @@ def _log_summary(result: Scan, duplicates: int) -> None:
     if duplicates:
         line += f"; {duplicates} extra paths (links) to files already found, each file used once"
     (log.warning if result.skipped else log.info)("%s", line)
-
-
-def _hash_fraction(rel: str) -> float:
-    """A stable number in [0, 1) from the relative path: the same file always lands in the same split.
-
-    os.fsencode gives the name's bytes, also for names that are not valid UTF-8 (UTF-8 names hash as before).
-    """
-    return int.from_bytes(hashlib.sha256(os.fsencode(rel)).digest()[:8], "big") / 2**64
-
-
-def split(examples: list[Example], validation_split: float) -> tuple[list[Example], list[Example]]:
-    """Per class, a path's hash below validation_split sends it to validation.
-
-    Adding images or moving the folder never moves an existing image across the split. A class with
-    two or more images keeps at least one on each side, so every class is both learnt and checked.
-    """
-    train, val = [], []
-    for label in sorted({e.label for e in examples}):
-        ranked = sorted((e for e in examples if e.label == label), key=lambda e: _hash_fraction(e.rel))
-        n_val = sum(_hash_fraction(e.rel) < validation_split for e in ranked)
-        # Every class keeps a training image; with two or more it also gets a validation image.
-        n_val = min(max(n_val, 1), len(ranked) - 1)
-        val += ranked[:n_val]
-        train += ranked[n_val:]
-    return train, val

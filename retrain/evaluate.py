@@ -37,7 +37,8 @@ def default_output(version: Path, images: Path) -> Path:
     return version.parent / name
 
 
-def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | None = None) -> Evaluation:
+def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | None = None,
+             max_pixels: int = 50_000_000) -> Evaluation:
     """Run every image of `images` (one folder per label) through the newest version under `model`, and
     write metrics.json (the result under "test"), the confusion matrix, misclassified.csv and report.html
     into `output` (default: default_output).
@@ -45,7 +46,8 @@ def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | Non
     Folder names must be labels of the model; raises RetrainError naming every one that is not.
     A file the served graph refuses is skipped with its reason, as in training.
     """
-    folder_labels, examples = data.scan(images)
+    found = data.scan(images, max_pixels)
+    folder_labels, examples = found.labels, found.examples
     native.import_tensorflow()  # after the folder checks, which need no TensorFlow
     from retrain import predict
 
@@ -59,6 +61,7 @@ def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | Non
     skipped = [(str(e.path), o) for e, o in zip(examples, outcomes) if isinstance(o, str)]
     for path, why in skipped:
         log.warning(skip_line(path, why))
+    skipped = [(str(Path(images) / rel), why) for rel, why in found.skipped] + skipped
     scored = [(e, o) for e, o in zip(examples, outcomes) if not isinstance(o, str)]
     truth = np.array([labels.index(folder_labels[e.label]) for e, _ in scored], np.int64)
     scores = np.array([o for _, o in scored], np.float32).reshape(len(scored), len(labels))

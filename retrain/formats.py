@@ -41,7 +41,8 @@ def _iso_brand(head: bytes) -> str | None:
 
 
 # Formats TensorFlow decodes, by the magic bytes its DecodeImage tests (in that order).
-_DECODED = ((b"RIFF", "WEBP"), (b"BM", "BMP"), (b"GIF8", "GIF"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
+_DECODED = ((b"RIFF", "WEBP"), (b"BM", "BMP"), (b"GIF8", "GIF"), (b"\x89PNG\r\n\x1a\n", "PNG"),
+            (b"\xff\xd8\xff", "JPEG"))
 # Images it does not decode, named so the reason can say so; TIFF also covers DNG and most camera raw files.
 _OTHER = ((b"II*\0", "TIFF"), (b"MM\0*", "TIFF"), (b"\xff\x0a", "JPEG XL"), (b"\0\0\0\x0cJXL \r\n\x87\n", "JPEG XL"),
           (b"\0\0\0\x0cjP  \r\n\x87\n", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"), (b"8BPS", "PSD"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import data, metrics, native, runs, split
+from retrain import data, inputs, metrics, native, runs, split
 from retrain.config import Config
 from retrain.errors import RetrainError
 
@@ -22,7 +22,7 @@ LATENCY_IMAGES = 5  # test images timed one by one through the exported model
 class Result:
     version: int                  # the run's number N
     run_dir: Path                 # <output>/runs/N: labels.txt, metrics.json, report.html, ...
-    saved_model_dir: Path         # <output>/saved_model/N (published) or runs/N/saved_model (held back)
+    saved_model_dir: Path | None  # <output>/saved_model/N, or runs/N/saved_model (held back); None: --dry-run
     published: bool               # False when --min-accuracy held the model back
     labels: list[str]
     counts: dict[str, dict[str, int]]  # split -> label -> images (skipped files excluded)
@@ -31,7 +31,7 @@ class Result:
     epochs: int                   # epoch of the kept weights
     class_weight: str             # "balanced" or "none", what the loss used
     seconds: dict[str, float]     # wall time per stage and in total
-    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path relative to --images, reason)
     tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
 
@@ -51,9 +51,14 @@ class Result:
 def run(config: Config) -> Result:
     """Do what `python -m retrain` does: train a new layer on config.images, export it and report."""
     clock = runs.Clock()
-    labels, parts, test_root = _scan_and_split(config)
+    found = inputs.read(config)
+    labels, parts = found.labels, found.parts
     version, run_dir = runs.reserve(config.output_dir)
     split.write_split_csv(run_dir / "split.csv", parts, labels)
+    data.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
+    if config.dry_run:
+        return Result(version, run_dir, None, False, labels, {n: _counts(labels, np.array([e.label for e in part]))
+                      for n, part in parts.items()}, {}, "", 0, "", clock.lap("scan"), found.skipped)
     clock.lap("scan")
     native.import_tensorflow()  # only now: input errors above print alone, without its start-up noise
     from retrain import modules
@@ -76,10 +81,13 @@ def run(config: Config) -> Result:
     clock.lap("export")
     counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}
     cache_use = {"cached": source.cached, "extracted": source.extracted} if config.use_cache else None
+    skips = found.skipped + inputs.relative(examples, source.skipped)
+    if source.skipped:
+        data.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
-                    clock.seconds, [(str(p), why) for p, why in source.skipped], lite, cache_use)
+                    clock.seconds, skips, lite, cache_use)
     summaries, facts = runs.write_reports(result, config, scored, trained.history,
-                                          test_root if focus == "test" else Path(config.images), image_size,
+                                          found.test_root if focus == "test" else Path(config.images), image_size,
                                           [e.path for e in kept[focus][:LATENCY_IMAGES]])
     result = dataclasses.replace(result, metrics=summaries, seconds=clock.lap("report"))
     runs.write_records(result, config, module, image_size, facts, source.digests)
@@ -134,25 +142,6 @@ def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: 
     return tflite.export_checked(saved, run_dir, config.tflite, train_paths=[e.path for e in train],
                                  val_paths=[e.path for e in judged], val_labels=[e.label for e in judged],
                                  image_size=image_size, max_pixels=config.max_pixels, max_drop=config.max_export_drop)
-
-
-def _scan_and_split(config: Config) -> tuple[list[str], dict[str, list[data.Example]], Path]:
-    """(labels, examples per split, the folder test paths are relative to)."""
-    labels, examples = data.scan(config.images)
-    test_split = 0.0 if config.test_images is not None else config.test_split
-    parts = split.split_examples(examples, labels, config.validation_split, test_split).as_dict()
-    if not parts["validation"]:
-        raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
-                           "so that some can be held out for validation")
-    if config.test_images is None:
-        return labels, parts, Path(config.images)
-    test_labels, test_examples = data.scan(config.test_images)
-    unknown = sorted(set(test_labels) - set(labels))
-    if unknown:
-        raise RetrainError(f"--test-images: folders {', '.join(unknown)} are not classes of --images; "
-                           f"expected some of {', '.join(labels)}")
-    parts["test"] = [dataclasses.replace(e, label=labels.index(test_labels[e.label])) for e in test_examples]
-    return labels, parts, Path(config.test_images)
 
 
 def _features(config: Config, module, image_size: int, paths: list[Path], workdir: Path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 def as_json(result) -> dict:
     """Where the run went, how good it is and what it cost, as plain JSON values."""
+    if result.saved_model_dir is None:  # --dry-run
+        return {"run": str(result.run_dir), "dry_run": True, "counts": result.counts, "skipped": len(result.skipped)}
     focus = result.metrics[result.focus]
     return {"run": str(result.run_dir), "model": str(result.saved_model_dir), "published": result.published,
             "version": result.version, "focus": result.focus,
@@ -15,6 +17,10 @@ def as_json(result) -> dict:
 
 def as_lines(result) -> list[str]:
     """The summary a person reads: the judged accuracy, the worst confusions, the files to open."""
+    if result.saved_model_dir is None:  # --dry-run
+        sizes = ", ".join(f"{sum(c.values())} {name}" for name, c in result.counts.items())
+        return [f"dry run: {sizes} images; {len(result.skipped)} skipped", f"split: {result.run_dir / 'split.csv'}",
+                f"skipped: {result.run_dir / 'skipped.csv'}"]
     focus = result.metrics[result.focus]
     lines = [f"{result.focus} accuracy: {focus['accuracy']:.3f} on {focus['count']} images "
              f"(validation {result.val_accuracy:.3f}, kept epoch {result.epochs})"]
@@ -22,7 +28,7 @@ def as_lines(result) -> list[str]:
     if pairs:
         lines.append(f"most confused: {', '.join(pairs)}")
     if result.skipped:
-        lines.append(f"skipped: {len(result.skipped)} files (listed above)")
+        lines.append(f"skipped: {len(result.skipped)} files, listed in {result.run_dir / 'skipped.csv'}")
     if result.tflite:
         lite = result.tflite
         lines.append(f"tflite ({lite['kind']}): accuracy {lite['tflite_accuracy']:.3f} against "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from serving_fixture import animated_webp, encode, png_bytes
 
 
@@ -106,7 +107,8 @@ def _kept_files(rgb: Image.Image) -> dict[str, bytes]:
     }
 
 
-_DEBRIS = {".DS_Store": b"\0\0\0\1Bud1", "Thumbs.db": b"\xd0\xcf\x11\xe0" + b"\0" * 60, "desktop.ini": b"[.ShellClassInfo]\n",
+_DEBRIS = {".DS_Store": b"\0\0\0\1Bud1", "Thumbs.db": b"\xd0\xcf\x11\xe0" + b"\0" * 60,
+           "desktop.ini": b"[.ShellClassInfo]\n",
            "._photo.jpg": b"\0\5\26\7\0\2\0\0Mac OS X", ".hidden.png": b"", ".git/HEAD": b"ref: refs/heads/main\n",
            "__MACOSX/._a.png": b"\0\5\26\7"}
 

@@ -65,7 +65,8 @@ def main(out: Path, examples: int) -> None:
 
     from retrain import formats, preprocess
 
-    decode = tf.function(lambda b: preprocess.decode_resize(b, S, 10**6), input_signature=[tf.TensorSpec([], tf.string)])
+    decode = tf.function(lambda b: preprocess.decode_resize(b, S, 10**6),
+                         input_signature=[tf.TensorSpec([], tf.string)])
     tally = {"decoded": 0, "refused": 0, "scanner_kept_decoder_refused": [], "scanner_refused_decoder_decoded": []}
 
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,

@@ -87,7 +87,7 @@ def test_happy_path_prints_a_summary_and_numbers_runs(tmp_path, fake_module):
     for n in (1, 2):
         result = invoke("--images", root, "--module", fake_module, "--output", out, "--epochs", 30)
         assert result.exit_code == 0, result.output
-        assert "3 classes: blue, green, red" in result.output
+        assert "in 3 classes (blue, green, red)" in result.output
         assert "test accuracy: 1.000" in result.stdout and "report: " in result.stdout
         assert f"model: {out / 'saved_model' / str(n)}" in result.stdout
         assert (out / "runs" / str(n) / "labels.txt").read_text() == "blue\ngreen\nred\n"

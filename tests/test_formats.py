@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus import build_corpus, ycck_jpeg
 from fuzz_decode import mutants
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
-from serving_fixture import encode
 
+from corpus import build_corpus, ycck_jpeg
 from retrain import data, formats
+from serving_fixture import encode
 
 TESTS = Path(__file__).parent
 

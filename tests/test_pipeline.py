@@ -112,7 +112,7 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     reader = tf.train.load_checkpoint(str(result.saved_model_dir / "variables" / "variables"))
     by_shape = {tuple(shape): name for name, shape in reader.get_variable_to_shape_map().items()}
     kernel, bias = reader.get_tensor(by_shape[(8, 3)]), reader.get_tensor(by_shape[(3,)])
-    paths = [e.path for e in data.scan(colour_images)[1]]
+    paths = [e.path for e in data.scan(colour_images, 10**8).examples]
     extraction = features.extract(paths, module=modules.load_info(str(fake_module)), image_size=32,
                                   engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
                                   workdir=tmp_path / "work")
