@@ -108,7 +108,7 @@ class FeatureCache:
             if name.startswith(storage.TEMP_PREFIX) or orphan:
                 path = storage.join(self.folder, name)
                 try:
-                    if storage.mtime(path) < cutoff:
+                    if 0 < storage.mtime(path) < cutoff:  # 0: the filesystem keeps no times (ram://)
                         storage.remove(path)
                 except OSError:
                     pass  # another reader swept it first
