@@ -154,3 +154,53 @@ def evaluate_command(model: Path, images: Path, batch_size: int, as_json: bool) 
     click.echo(f"accuracy: {result.accuracy:.4f} on {result.count} images")
     for label, accuracy in result.per_class.items():
         click.echo(f"  {label:<24} {accuracy:.3f}")
+
+
+@main.command("extract", context_settings={"ignore_unknown_options": True})
+@click.option("--images", required=True, help="Image folder, one sub-folder per class: local or any tf.io.gfile path.")
+@click.option("--cache-dir", required=True,
+              help="Feature cache folder shared by the workers: local, gs://, s3://... (any tf.io.gfile path).")
+@click.option("--module", default=D.module, show_default=True,
+              help="Module name (see `retrain modules`), TF-Hub/Kaggle handle or local SavedModel folder.")
+@click.option("--runner", type=click.Choice(["direct", "dataflow", "flink", "spark"]), default="direct",
+              show_default=True, help="Apache Beam runner; direct runs worker processes on this machine.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Worker processes (direct, default 2), Dataflow workers or Flink parallelism.")
+@click.option("--image-size", type=click.IntRange(min=8), default=D.image_size,
+              help="Input side in pixels for modules that accept any size [default: the module's, else 224].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True,
+              help="Images per engine call on a worker.")
+@click.option("--engine", type=click.Choice(ENGINES), default=D.engine, show_default=True,
+              help="Engine on each worker: auto tries LiteRT, falls back to TensorFlow.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=D.max_pixels, show_default=True,
+              help="Largest width x height decoded; larger files are skipped.")
+@click.argument("pipeline_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def extract_command(ctx: click.Context, images: str, cache_dir: str, module: str, runner: str, workers: int | None,
+                    image_size: int | None, batch_size: int, engine: str, max_pixels: int,
+                    pipeline_args: tuple[str, ...]) -> None:
+    """Fill the feature cache on Apache Beam; a later `retrain --cache-dir SAME` extracts nothing.
+
+    \b
+    python -m retrain extract --images data/fashion --cache-dir /tmp/features --workers 2
+    python -m retrain extract --images gs://b/images --cache-dir gs://b/features --runner dataflow \\
+        -- --project P --region R --temp_location gs://b/tmp --extra_package dist/retrain-0.1.0.tar.gz
+    """
+    try:
+        from retrain import beam
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("apache_beam"):
+            raise
+        _fail(RetrainError("extract: Apache Beam is not installed; expected `pip install \"retrain[beam]\"`"))
+    if ctx.parent.params.get("verbose", 0) < 2:  # Beam's own INFO lines (and workers' echoed through it)
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    try:
+        result = beam.extract(images, cache_dir, module, runner=runner, workers=workers, image_size=image_size,
+                              batch_size=batch_size, engine=engine, max_pixels=max_pixels,
+                              pipeline_args=list(pipeline_args))
+    except RetrainError as error:
+        _fail(error)
+    click.echo(f"files: {result['listed']}, cached: {result['cached']}, duplicates: {result['duplicates']}, "
+               f"extracted: {result['extracted']}, skipped: {result['skipped']}"
+               + (" (files that do not decode, listed above)" if result["skipped"] else ""))
+    click.echo(f"cache: {result['namespace']} ({result['entries']} entries)")

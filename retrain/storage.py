@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -162,3 +163,13 @@ def load_npy(path: PathLike, mmap: bool = False) -> np.ndarray:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     with open_binary(path) as f:
         return np.load(io.BytesIO(f.read()), allow_pickle=False)
+
+
+@_oserrors
+def rmtree(folder: PathLike) -> None:
+    """Delete a folder and everything under it; a folder already gone is fine."""
+    if is_remote(folder):
+        if _gfile().exists(str(folder)):
+            _gfile().rmtree(str(folder))
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
