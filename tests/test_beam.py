@@ -4,6 +4,7 @@ Skipped without the `beam` extra, except the CLI's message that asks for it.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,18 +21,20 @@ from retrain.cli import main
 
 SIZE = 32
 BAD = b"\x89PNG\r\n\x1a\n" + b"\0" * 40  # PNG magic, then nothing a decoder accepts
+BROKEN = os.fsdecode(b"broken-\xe9.png")  # a name that is not UTF-8 must survive the report too
 
 
 @pytest.fixture(scope="module")
 def beam_run(fake_module, tmp_path_factory):
-    """One 2-worker multi-processing DirectRunner run over 36 colour images, a copy of one and a bad file."""
+    """One 2-worker multi-processing DirectRunner run over 36 colour images, a copy of one and a bad file
+with a name that is not UTF-8."""
     pytest.importorskip("apache_beam")
     from retrain import beam
 
     root = tmp_path_factory.mktemp("beam")
     images = write_images(root / "images", colour_set(12))
     shutil.copy(images / "red" / "000.png", images / "red" / "copy.png")
-    (images / "blue" / "broken.png").write_bytes(BAD)
+    (images / "blue" / BROKEN).write_bytes(BAD)
     result = beam.extract(images, root / "cache", str(fake_module), runner="direct", workers=2, image_size=SIZE,
                           batch_size=5, engine="auto")
     return root, images, result
@@ -48,7 +51,7 @@ def _cache_files(cache_dir: Path) -> list[str]:
 
 
 def _good(images: Path) -> list[Path]:
-    return sorted(p for p in images.rglob("*.png") if p.name != "broken.png")
+    return sorted(p for p in images.rglob("*.png") if p.name != BROKEN)
 
 
 @pytest.mark.slow
@@ -96,20 +99,20 @@ def test_a_local_run_afterwards_extracts_nothing_and_writes_nothing(beam_run, fa
 def test_a_file_that_does_not_decode_is_skipped_and_named(beam_run):
     _, images, result = beam_run
     (line,) = result["skipped_files"]
-    assert line.startswith(f"{(images / 'blue' / 'broken.png').resolve()}: ")
+    assert line.startswith(f"{(images / 'blue' / BROKEN).resolve()}: ")
     assert "{{" not in line and len(line.splitlines()) == 1
 
 
 @pytest.mark.slow
-def test_a_second_beam_run_finds_everything_cached(beam_run, fake_module):
-    from retrain import beam
-
+def test_a_second_run_from_the_command_line_finds_everything_cached(beam_run, fake_module):
     root, images, _ = beam_run
     before = _cache_files(root / "cache")
-    # In-process this time (the extras override the 2 worker processes): the DoFn gets no element.
-    again = beam.extract(images, root / "cache", str(fake_module), runner="direct", image_size=SIZE, batch_size=5,
-                         pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    assert (again["cached"], again["duplicates"], again["extracted"], again["skipped"]) == (37, 0, 0, 1)
+    # In-process this time (options after -- win over --workers): the DoFn gets no element.
+    result = CliRunner().invoke(main, ["extract", "--images", str(images), "--cache-dir", str(root / "cache"),
+                                       "--module", str(fake_module), "--image-size", str(SIZE), "--",
+                                       "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert result.exit_code == 0, result.output
+    assert "files: 38, cached: 37, duplicates: 0, extracted: 0, skipped: 1" in result.output
     assert _cache_files(root / "cache") == before
 
 
