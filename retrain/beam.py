@@ -56,6 +56,7 @@ def write_paths(paths: list[str], folder) -> str:
     A file list rather than beam.Create: Create embeds its data in the job, and a runner's job size
     limit (Dataflow's is 10 MB) would stop at about 100,000 paths.
     """
+    storage.makedirs(folder)
     for number, start in enumerate(range(0, len(paths), PATHS_PER_FILE)):
         lines = "".join(json.dumps(p) + "\n" for p in paths[start:start + PATHS_PER_FILE])
         storage.publish(storage.join(folder, f"paths-{number:05d}.jsonl"), lines.encode("ascii"))

@@ -36,8 +36,10 @@ def digest(path: str) -> tuple[str, str]:
 
 
 def digest_line(line: str) -> tuple[str, str]:
-    """digest() of one JSON line of the path list retrain.beam writes."""
-    return digest(json.loads(line))
+    """(key, line) for one JSON line of the path list retrain.beam writes. The path stays JSON-encoded
+    while it travels between steps: Beam encodes strings as UTF-8, and a file name that is not UTF-8
+    (surrogate escapes) would stop its coder."""
+    return digest(json.loads(line))[0], line
 
 
 def shard_keys(keys_file: str):
@@ -46,7 +48,8 @@ def shard_keys(keys_file: str):
 
 
 def first_missing(joined: tuple[str, dict]):
-    """One (key, path) per key not in the cache, the smallest path; counts cached and duplicate files."""
+    """One (key, path) per key not in the cache (paths JSON-encoded, the first in order); counts cached
+    and duplicate files."""
     key, groups = joined
     paths = sorted(groups["paths"])
     if not paths:
@@ -59,7 +62,7 @@ def first_missing(joined: tuple[str, dict]):
 
 
 class ExtractFn(beam.DoFn):
-    """Batches of (key, path) -> cache shards; yields a "path: reason" line (as JSON) per file skipped."""
+    """Batches of (key, JSON-encoded path) -> cache shards; yields a "path: reason" line (as JSON) per file skipped."""
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec  # plain values only: this object is pickled to every worker
@@ -75,7 +78,7 @@ class ExtractFn(beam.DoFn):
 
     def process(self, batch: list[tuple[str, str]]):
         start, cpu = time.perf_counter(), time.process_time()
-        keys, images, skipped = decode_items(self._decode, batch)
+        keys, images, skipped = decode_items(self._decode, [(key, json.loads(line)) for key, line in batch])
         if keys:
             features = self._engine(images)
             if self._writer is None:
