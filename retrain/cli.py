@@ -184,7 +184,7 @@ def extract_command(ctx: click.Context, images: str, cache_dir: str, module: str
     \b
     python -m retrain extract --images data/fashion --cache-dir /tmp/features --workers 2
     python -m retrain extract --images gs://b/images --cache-dir gs://b/features --runner dataflow \\
-        -- --project P --region R --temp_location gs://b/tmp --extra_package dist/retrain-0.1.0.tar.gz
+        -- --project P --region R --temp_location gs://b/tmp --extra_package dist/retrain-0.1.0-py3-none-any.whl
     """
     try:
         from retrain import beam
