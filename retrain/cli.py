@@ -188,18 +188,19 @@ def extract_command(ctx: click.Context, images: str, cache_dir: str, module: str
     """
     try:
         from retrain import beam
-    except ModuleNotFoundError as error:
-        if error.name is None or not error.name.startswith("apache_beam"):
-            raise
-        _fail(RetrainError("extract: Apache Beam is not installed; expected `pip install \"retrain[beam]\"`"))
-    if ctx.parent.params.get("verbose", 0) < 2:  # Beam's own INFO lines (and workers' echoed through it)
-        logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    try:
+        if ctx.parent.params.get("verbose", 0) < 2:  # Beam's own INFO lines (and workers' echoed through it)
+            logging.getLogger("apache_beam").setLevel(logging.WARNING)
         result = beam.extract(images, cache_dir, module, runner=runner, workers=workers, image_size=image_size,
                               batch_size=batch_size, engine=engine, max_pixels=max_pixels,
                               pipeline_args=list(pipeline_args))
-    except RetrainError as error:
-        _fail(error)
+    except ModuleNotFoundError as error:
+        if error.name != "apache_beam":  # e.g. the runner's own extra (apache-beam[gcp] for Dataflow)
+            raise
+        click.echo('Error: extract: Apache Beam is not installed; expected `pip install "retrain[beam]"`', err=True)
+        sys.exit(1)
+    except RetrainError as error:  # handled here, so the command needs nothing else from this file
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(error.exit_code)
     click.echo(f"files: {result['listed']}, cached: {result['cached']}, duplicates: {result['duplicates']}, "
                f"extracted: {result['extracted']}, skipped: {result['skipped']}"
                + (" (files that do not decode, listed above)" if result["skipped"] else ""))
