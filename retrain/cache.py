@@ -12,7 +12,9 @@ A shard is written as features first, then keys, each to a `.tmp-` name and move
 os.replace, so the keys file is the commit mark: a reader trusts a shard only when both files load
 and agree on the row count. A run killed at any moment leaves at worst a temp file or a features file
 without keys, which readers skip. Writers share no mutable file (<writer> is pid + random), so two
-runs can fill one cache at once; a key they both wrote is simply found twice.
+runs can fill one cache at once; a key they both wrote is simply found twice. The same holds for
+many machines writing one cache on a bucket: <cache_dir> may be any path tf.io.gfile understands
+(gs://, s3://, hdfs://...); retrain.storage does the file operations and keeps local paths fast.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+from retrain import storage
+from retrain.storage import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -40,27 +45,27 @@ def namespace(module_id: str, fingerprint: str, image_size: int, preprocess_vers
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """np.save to a temp name, flushed to disk, then renamed: readers see all of it or nothing."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def for_module(cache_dir: PathLike, module_id: str, fingerprint: str, image_size: int,
+               preprocess_version: int) -> FeatureCache:
+    """The namespace of one module (handle or path, and fingerprint) at one input size and preprocessing."""
+    ident = {"module": module_id, "fingerprint": fingerprint, "image_size": int(image_size),
+             "preprocess": int(preprocess_version)}
+    return FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+
+
+FEATURES, KEYS = ".f32.npy", ".keys.npy"
 
 
 class FeatureCache:
-    """The shards of one namespace folder, indexed by key; feature rows stay on disk (mmap)."""
+    """The shards of one namespace folder, indexed by key; feature rows stay on disk (mmap when local)."""
 
-    def __init__(self, cache_dir: Path, name: str, describe: dict | None = None) -> None:
-        self.folder = Path(cache_dir) / name
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if describe is not None and not (self.folder / "namespace.json").exists():
-            tmp = self.folder / f".tmp-{uuid.uuid4().hex}-namespace.json"
-            tmp.write_text(json.dumps(describe, indent=1, sort_keys=True))
-            os.replace(tmp, self.folder / "namespace.json")
-        self._shards: list[Path] = []  # features files; mapped only while rows are copied out of them
+    def __init__(self, cache_dir: PathLike, name: str, describe: dict | None = None) -> None:
+        self.folder = storage.join(cache_dir, name)  # a Path when local, a string with a scheme otherwise
+        storage.makedirs(self.folder)
+        if describe is not None and not storage.exists(storage.join(self.folder, "namespace.json")):
+            text = json.dumps(describe, indent=1, sort_keys=True).encode()
+            storage.publish(storage.join(self.folder, "namespace.json"), text)
+        self._shards: list[PathLike] = []  # features files; mapped only while rows are copied out of them
         self._dim: int | None = None
         self._where: dict[bytes, tuple[int, int]] = {}
         self.reload()
@@ -68,43 +73,43 @@ class FeatureCache:
     def reload(self) -> None:
         """(Re)read every committed shard's keys; features files are only checked, not read."""
         self._shards, self._dim, self._where = [], None, {}
-        for keys_file in sorted(self.folder.glob("*.keys.npy")):
-            keys = self._open_shard(keys_file)
+        names = storage.listdir(self.folder)
+        for stem in sorted(n[: -len(KEYS)] for n in names if n.endswith(KEYS) and not n.startswith(".")):
+            keys = self._open_shard(stem)
             if keys is None:
                 continue
             number = len(self._shards)
-            self._shards.append(keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".f32.npy"))
+            self._shards.append(storage.join(self.folder, stem + FEATURES))
             self._where.update(zip(keys.tolist(), zip([number] * len(keys), range(len(keys)))))
-        self._sweep()
+        self._sweep(names)
         log.debug("feature cache %s: %d entries in %d shards", self.folder, len(self._where), len(self._shards))
 
-    def _open_shard(self, keys_file: Path) -> np.ndarray | None:
+    def _open_shard(self, stem: str) -> np.ndarray | None:
         """The keys of a committed, intact shard (features of the right size and width), else None."""
-        features_file = keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".f32.npy")
         try:
-            keys = np.load(keys_file, allow_pickle=False)
-            features = np.load(features_file, mmap_mode="r", allow_pickle=False)
+            keys = storage.load_npy(storage.join(self.folder, stem + KEYS))
+            dtype, shape = storage.npy_header(storage.join(self.folder, stem + FEATURES))
         except (OSError, ValueError, EOFError) as err:
-            log.debug("skipping shard %s: %s", keys_file.name, err)
+            log.debug("skipping shard %s: %s", stem, err)
             return None
-        if (keys.dtype != KEY_DTYPE or keys.ndim != 1 or features.dtype != np.float32 or features.ndim != 2
-                or features.shape[0] != keys.shape[0] or features.shape[1] != (self._dim or features.shape[1])):
-            log.debug("skipping shard %s: keys %s %s vs features %s %s", keys_file.name,
-                      keys.dtype, keys.shape, features.dtype, features.shape)
+        if (keys.dtype != KEY_DTYPE or keys.ndim != 1 or dtype != np.float32 or len(shape) != 2
+                or shape[0] != keys.shape[0] or shape[1] != (self._dim or shape[1])):
+            log.debug("skipping shard %s: keys %s %s vs features %s %s", stem, keys.dtype, keys.shape, dtype, shape)
             return None
-        self._dim = int(features.shape[1])
+        self._dim = int(shape[1])
         return keys
 
-    def _sweep(self) -> None:
+    def _sweep(self, names: list[str]) -> None:
         """Delete temp files and uncommitted features left by writers dead for a day."""
         cutoff = time.time() - STALE_SECONDS
-        for path in self.folder.iterdir():
-            orphan = path.name.endswith(".f32.npy") and not path.with_name(
-                path.name[: -len(".f32.npy")] + ".keys.npy").exists()
-            if path.name.startswith(".tmp-") or orphan:
+        present = set(names)
+        for name in names:
+            orphan = name.endswith(FEATURES) and name[: -len(FEATURES)] + KEYS not in present
+            if name.startswith(storage.TEMP_PREFIX) or orphan:
+                path = storage.join(self.folder, name)
                 try:
-                    if path.stat().st_mtime < cutoff:
-                        path.unlink()
+                    if 0 < storage.mtime(path) < cutoff:  # 0: the filesystem keeps no times (ram://)
+                        storage.remove(path)
                 except OSError:
                     pass  # another reader swept it first
 
@@ -119,11 +124,16 @@ class FeatureCache:
         """Feature width D of the cached rows, None while the namespace is empty."""
         return self._dim
 
+    @property
+    def keys_files(self) -> list[PathLike]:
+        """The keys file of every committed shard, so that other processes can read the index in parallel."""
+        return [storage.join(self.folder, storage.name_of(f)[: -len(FEATURES)] + KEYS) for f in self._shards]
+
     def read(self, keys: list[str], rows: list[int]):
         """Yield (rows, float32 [n, D] features) covering every (keys[i] -> rows[i]); all keys must be cached.
 
-        Shard by shard, each mapped only while its rows are copied out, so resident memory stays at one
-        shard however large the cache.
+        Shard by shard, each mapped (or, remote, read) only while its rows are copied out, so resident
+        memory stays at one shard however large the cache.
         """
         where = np.array([self._where[k.encode()] for k in keys], dtype=np.int64).reshape(-1, 2)
         rows_array = np.asarray(rows, dtype=np.int64)
@@ -131,7 +141,7 @@ class FeatureCache:
             pick = where[:, 0] == number
             source = where[pick, 1]
             order = np.argsort(source)  # ascending offsets read the file front to back
-            features = np.load(self._shards[number], mmap_mode="r")
+            features = storage.load_npy(self._shards[number], mmap=True)
             yield rows_array[pick][order], np.array(features[source[order]])
             del features
 
@@ -140,11 +150,15 @@ class FeatureCache:
 
 
 class ShardWriter:
-    """Collects (key, feature) rows and commits them as shards of shard_rows; use as a context manager."""
+    """Collects (key, feature) rows and commits them as shards of shard_rows; use as a context manager.
 
-    def __init__(self, folder: Path, shard_rows: int = SHARD_ROWS) -> None:
-        self.folder, self.shard_rows = Path(folder), shard_rows
-        self.folder.mkdir(parents=True, exist_ok=True)
+    Each writer has its own file prefix (pid + random), so any number of writers, in processes or on
+    machines, can fill one folder without sharing a file.
+    """
+
+    def __init__(self, folder: PathLike, shard_rows: int = SHARD_ROWS) -> None:
+        self.folder, self.shard_rows = folder if storage.is_remote(folder) else Path(folder), shard_rows
+        storage.makedirs(self.folder)
         self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._keys: list[str] = []
         self._features: list[np.ndarray] = []
@@ -160,16 +174,17 @@ class ShardWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Commit the queued rows as one shard: features first, then keys (the commit mark)."""
+        """Commit the queued rows as one shard: features first, then keys (the commit mark, never replaced)."""
         if not self._count:
             return
-        stem = self.folder / f"{self._prefix}-{self.shards_written:05d}"
-        _atomic_save(stem.with_name(stem.name + ".f32.npy"), np.concatenate(self._features))
-        _atomic_save(stem.with_name(stem.name + ".keys.npy"), np.array(self._keys, dtype=KEY_DTYPE))
+        stem = f"{self._prefix}-{self.shards_written:05d}"
+        storage.publish(storage.join(self.folder, stem + FEATURES), storage.npy_bytes(np.concatenate(self._features)))
+        keys = storage.npy_bytes(np.array(self._keys, dtype=KEY_DTYPE))
+        storage.publish(storage.join(self.folder, stem + KEYS), keys, overwrite=False)
         self.shards_written += 1
         self._keys, self._features, self._count = [], [], 0
 
-    def __enter__(self) -> ShardWriter:
+    def __enter__(self) -> ShardWriter:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

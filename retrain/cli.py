@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from retrain import native, stop, summary
-from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS, Config
+from retrain import native, options, stop, summary
+from retrain.config import Config
 from retrain.errors import RetrainError, out_of_space
 from retrain.version import __version__
 
@@ -76,46 +76,29 @@ def _refuse_ignored(ctx: click.Context) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')}: {why}; expected one of the two")
 
 
-_PATH, _DIR = click.Path(path_type=Path), click.Path(file_okay=False, path_type=Path)
-_POSITIVE, _SHARE = click.IntRange(min=1), click.FloatRange(0, 1, max_open=True)
-# flag -> (type, help) of the training options; each default is the Config field of the same name.
-TRAINING_OPTIONS = {
-    "--images": (_PATH, "Folder with one sub-folder of images per class."),
-    "--module": (str, "Module name (see `retrain modules`), TF-Hub/Kaggle handle or local SavedModel folder."),
-    "--output": (_PATH, "Run folder [default: runs/<images folder name>]."),
-    "--epochs": (_POSITIVE, "Most epochs for the new layer; early stopping on validation loss picks the best."),
-    "--batch-size": (_POSITIVE, "Images per extraction batch and feature vectors per training step."),
-    "--learning-rate": (click.FloatRange(min=0, min_open=True), "Adam learning rate for the new layer."),
-    "--validation-split": (click.FloatRange(0, 1, min_open=True, max_open=True),
-                           "Share of each class held out for validation (early stopping)."),
-    "--test-split": (_SHARE, "Share of each class held out as the test set of the reports; 0 turns it off."),
-    "--test-images": (_PATH, "A separate labelled folder used as the test set instead of --test-split."),
-    "--image-size": (click.IntRange(min=8), "Input side for modules of any size [default: the module's, else 224]."),
-    "--seed": (int, "Random seed; same seed, same weights."),
-    "--dropout": (_SHARE, "Dropout rate before the new layer."),
-    "--patience": (_POSITIVE, "Epochs without a better validation loss before training stops."),
-    "--cache-dir": (_DIR, "Feature cache folder [default: ~/.cache/retrain/features]."),
-    "--engine": (click.Choice(ENGINES), "Backbone engine: auto is TensorFlow on a GPU, else LiteRT, else TensorFlow."),
-    "--max-pixels": (_POSITIVE, "Largest width x height accepted in training and by the served model."),
-    "--tflite": (click.Choice(TFLITE_KINDS), "Also write runs/N/model.tflite of this kind."),
-    "--max-export-drop": (click.FloatRange(min=0), "With --tflite: largest accuracy drop in points (else exit 3)."),
-    "--min-accuracy": (click.FloatRange(0, 1), "Exit 3 unpublished if test (else validation) accuracy is below it."),
-    "--class-weight": (click.Choice(CLASS_WEIGHTS), "Weight the loss by inverse class frequency (auto: when the "
-                                                    "largest class is over 1.5x the smallest)."),
-    "--tensorboard": (_DIR, "Also write TensorBoard scalars per epoch into a new run-<n> folder here."),
-}
+# Value rules of retrain.options, as click types (click checks ranges and choices at the boundary).
+_KINDS = {"path": click.Path(path_type=Path), "folder": click.Path(file_okay=False, path_type=Path), "text": str,
+          "int": int, "count": click.IntRange(min=1), "side": click.IntRange(min=8),
+          "share": click.FloatRange(0, 1, max_open=True), "fraction": click.FloatRange(0, 1),
+          "open share": click.FloatRange(0, 1, min_open=True, max_open=True),
+          "rate": click.FloatRange(min=0, min_open=True), "points": click.FloatRange(min=0)}
 
 
-def _training_options(command):
-    """Apply TRAINING_OPTIONS to a click command, defaults from Config."""
-    for flag, (kind, text) in reversed(TRAINING_OPTIONS.items()):
-        default = getattr(D, flag[2:].replace("-", "_"))
-        command = click.option(flag, type=kind, default=default, show_default=default is not None, help=text)(command)
-    return command
+def _training_options(*flags: str):
+    """A decorator adding retrain.options.TRAINING (all, or those named) to a command, defaults from Config."""
+    def apply(command):
+        for flag in reversed(flags or tuple(options.TRAINING)):
+            kind, text = options.TRAINING[flag]
+            default = getattr(D, flag[2:].replace("-", "_"))
+            kind = click.Choice(kind) if isinstance(kind, tuple) else _KINDS[kind]
+            command = click.option(flag, type=kind, default=default, show_default=default is not None,
+                                   help=text)(command)
+        return command
+    return apply
 
 
 @click.group(cls=_Retrain, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@_training_options
+@_training_options()
 @click.option("--no-cache", is_flag=True, help="Run the backbone on every image in every epoch (the old, slow way).")
 @click.option("--strict", is_flag=True, help="Stop with an error if any file would be skipped.")
 @click.option("--dry-run", is_flag=True, help="Scan and split, write split.csv and skipped.csv, then stop.")
@@ -124,7 +107,7 @@ def _training_options(command):
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
 @click.version_option(__version__, prog_name="retrain")
 @click.pass_context
-def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, as_json: bool, **options) -> None:
+def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, as_json: bool, **given) -> None:
     """Train a new softmax layer on a frozen TF-Hub image feature vector and export it for TF Serving.
 
     \b
@@ -135,9 +118,9 @@ def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, as_json:
     _refuse_ignored(ctx)
     if ctx.invoked_subcommand is not None:
         return
-    if options["images"] is None:
+    if given["images"] is None:
         raise click.UsageError("Missing option '--images': a folder with one sub-folder per class.")
-    config = Config(use_cache=not no_cache, **options)
+    config = Config(use_cache=not no_cache, **given)
     from retrain import pipeline  # imported here to keep --help fast
 
     result = pipeline.run(config)
@@ -185,7 +168,31 @@ def evaluate_command(model: Path, images: Path, batch_size: int, output: Path | 
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(result)))
         return
-    click.echo(f"accuracy: {result.accuracy:.4f} on {result.count} images")
-    for label, accuracy in result.per_class.items():
-        click.echo(f"  {label:<24} {accuracy:.3f}")
-    click.echo(f"report: {Path(result.output) / 'report.html'}")
+    click.echo("\n".join(summary.evaluation_lines(result)))
+
+
+@main.command("extract", context_settings={"ignore_unknown_options": True})
+@click.option("--images", required=True, help="Image folder, one sub-folder per class: local or any tf.io.gfile path.")
+@click.option("--cache-dir", required=True, help="Feature cache shared by the workers: local, gs://, s3://...")
+@click.option("--runner", type=click.Choice(["direct", "dataflow", "flink", "spark"]), default="direct",
+              show_default=True, help="Apache Beam runner; direct runs worker processes on this machine.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (direct, default 2), Dataflow "
+                                                            "workers or Flink parallelism.")
+@_training_options("--module", "--image-size", "--batch-size", "--engine", "--max-pixels")
+@click.argument("pipeline_args", nargs=-1, type=click.UNPROCESSED)
+def extract_command(pipeline_args: tuple[str, ...], **given) -> None:
+    """Fill the feature cache on Apache Beam; a later `retrain --cache-dir SAME` extracts nothing.
+
+    \b
+    python -m retrain extract --images data/fashion --cache-dir /tmp/features --workers 2
+    python -m retrain extract --images gs://b/images --cache-dir gs://b/features --runner dataflow \\
+        -- --project P --region R --temp_location gs://b/tmp --extra_package dist/retrain-0.1.0-py3-none-any.whl
+    """
+    try:
+        from retrain import beam
+    except ImportError as error:
+        if error.name != "apache_beam":  # a runner's own extra (apache-beam[gcp]) names itself
+            raise
+        raise RetrainError('extract: Apache Beam is not installed; expected `pip install "retrain[beam]"`') from None
+
+    click.echo(summary.extraction_line(beam.extract(pipeline_args=list(pipeline_args), **given)))

@@ -56,8 +56,8 @@ class Config:
     dropout: float = 0.2
     # Epochs without a better validation loss before stopping (best weights are restored).
     patience: int = 10
-    # Feature cache folder; None means <cache home>/features (shared by runs, content-addressed).
-    cache_dir: Path | None = None
+    # Feature cache folder, local or any tf.io.gfile URL; None: <cache home>/features (content-addressed).
+    cache_dir: str | Path | None = None
     # False runs the backbone on every image in every epoch, the old make_image_classifier way.
     use_cache: bool = True
     # Feature extraction engine: auto tries LiteRT (XNNPACK; 1.1x TensorFlow on 2 cores) and falls back to tf.
@@ -118,5 +118,8 @@ class Config:
         return Path("runs") / Path(self.images).resolve().name
 
     @property
-    def feature_cache_dir(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir is not None else cache_home() / "features"
+    def feature_cache_dir(self) -> str | Path:
+        """--cache-dir as a Path, or as given when it is a URL (gs://...), which Path would mangle."""
+        if self.cache_dir is None:
+            return cache_home() / "features"
+        return str(self.cache_dir) if "://" in str(self.cache_dir) else Path(self.cache_dir)

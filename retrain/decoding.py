@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from retrain import preprocess
+from retrain import preprocess, storage
 from retrain.errors import reason, skip_line
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ class Decoder:
         blobs, good = [], []
         for i, path in enumerate(paths):
             try:
-                blobs.append(Path(path).read_bytes())
+                with storage.open_binary(path) as handle:  # local, or any tf.io.gfile URL
+                    blobs.append(handle.read())
                 good.append(i)
             except OSError as err:
                 _skip(skipped, path, f"cannot read the file ({err.strerror or err})")
@@ -52,10 +53,10 @@ class Decoder:
 
 
 def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
-    skipped.append((Path(path), why))
+    skipped.append((path, why))
     log.warning(skip_line(path, why))
 
 
 def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
-    skipped.append((Path(path), why))
+    skipped.append((path, why))
     log.warning(skip_line(path, why))

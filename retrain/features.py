@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from retrain import engines, preprocess, stop
-from retrain.cache import FeatureCache, namespace
+from retrain.cache import FeatureCache, for_module
 from retrain.decoding import Decoder
 from retrain.matrix import FeatureMatrix
 
@@ -51,11 +51,10 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def open_cache(cache_dir: Path, module, image_size: int) -> FeatureCache:
-    """The cache namespace of this module at this size and preprocessing."""
-    ident = dict(module=module.handle or module.path, fingerprint=module.fingerprint, image_size=image_size,
-                 preprocess=preprocess.PREPROCESS_VERSION)
-    return FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+def open_cache(cache_dir, module, image_size: int) -> FeatureCache:
+    """The cache namespace of this module at this size and preprocessing (the one Beam workers fill too)."""
+    return for_module(cache_dir, module.handle or module.path, module.fingerprint, image_size,
+                      preprocess.PREPROCESS_VERSION)
 
 
 def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,

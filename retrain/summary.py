@@ -42,3 +42,17 @@ def prediction_line(result: dict) -> str:
     if "error" in result:
         return f"Error: {result['path']}: {result['error']}"
     return f"{result['path']}: " + "  ".join(f"{p['label']} {p['score']:.3f}" for p in result["predictions"])
+
+
+def extraction_line(result: dict) -> str:
+    """What `extract` did, in one line: files, cache hits, extracted and skipped counts, the namespace."""
+    return (f"files: {result['listed']}, cached: {result['cached']}, duplicates: {result['duplicates']}, "
+            f"extracted: {result['extracted']}, skipped: {result['skipped']}; cache: {result['namespace']} "
+            f"({result['entries']} entries)")
+
+
+def evaluation_lines(result) -> list[str]:
+    """`evaluate` in words: overall accuracy, each label's, and where the report is."""
+    return ([f"accuracy: {result.accuracy:.4f} on {result.count} images"]
+            + [f"  {label:<24} {accuracy:.3f}" for label, accuracy in result.per_class.items()]
+            + [f"report: {result.output}/report.html"])

@@ -1,4 +1,4 @@
-"""The content-addressed feature cache: namespaces, shards, torn writes and concurrent writers."""
+"""The content-addressed feature cache: namespaces, shards, torn writes and concurrent writers, local and via gfile."""
 from __future__ import annotations
 
 import multiprocessing
@@ -22,7 +22,7 @@ def _rows(keys: list[int]) -> np.ndarray:
     return np.array([np.arange(DIM, dtype=np.float32) + k for k in keys], np.float32)
 
 
-def _write(folder: Path, keys: list[int], shard_rows: int = 4) -> None:
+def _write(folder: Path | str, keys: list[int], shard_rows: int = 4) -> None:
     with ShardWriter(folder, shard_rows) as writer:
         for start in range(0, len(keys), 3):
             chunk = keys[start:start + 3]
@@ -97,15 +97,14 @@ def test_stale_leftovers_are_swept_and_fresh_ones_left_alone(tmp_path):
 
 
 def test_a_failed_run_keeps_the_rows_it_computed(tmp_path):
-    with pytest.raises(RuntimeError):
-        with ShardWriter(tmp_path / "ns", shard_rows=100) as writer:
-            writer.add([_key(1), _key(2)], _rows([1, 2]))
-            raise RuntimeError("engine died")
+    with pytest.raises(RuntimeError), ShardWriter(tmp_path / "ns", shard_rows=100) as writer:
+        writer.add([_key(1), _key(2)], _rows([1, 2]))
+        raise RuntimeError("engine died")
     assert len(FeatureCache(tmp_path, "ns")) == 2
 
 
 def _writer_process(folder: str, keys: list[int]) -> None:
-    _write(Path(folder), keys, shard_rows=5)
+    _write(folder if "://" in folder else Path(folder), keys, shard_rows=5)
 
 
 def test_two_concurrent_writers_leave_a_readable_cache(tmp_path):
@@ -149,3 +148,70 @@ def test_shards_are_unmapped_after_reading(tmp_path):
     cache = FeatureCache(tmp_path, "ns")
     _read(cache, list(range(12)))
     assert str(tmp_path / "ns") not in Path("/proc/self/maps").read_text()
+
+
+# The same cache through tf.io.gfile: file:// is gfile's local filesystem, so processes can share it and
+# the test can tear files with plain os calls; ram:// is an in-memory filesystem, as remote as it gets here.
+
+def test_a_cache_with_a_scheme_round_trips_through_gfile(tmp_path):
+    root = f"file://{tmp_path}"
+    _write(f"{root}/ns", list(range(10)))
+    cache = FeatureCache(root, "ns", describe={"module": "m"})
+    assert isinstance(cache.folder, str) and cache.folder.startswith("file://")
+    assert len(cache) == 10 and cache.dim == DIM
+    wanted = [9, 0, 4, 4, 7, 1]
+    np.testing.assert_array_equal(_read(cache, wanted), _rows(wanted))
+    assert (tmp_path / "ns" / "namespace.json").exists() and not list((tmp_path / "ns").glob(".tmp-*"))
+    assert len(cache.keys_files) == 2 and all(str(f).endswith(".keys.npy") for f in cache.keys_files)
+
+
+def test_torn_shards_are_ignored_through_gfile_too(tmp_path):
+    _write(tmp_path / "ns", [1, 2, 3])
+    _tear(tmp_path / "ns")
+    cache = FeatureCache(f"file://{tmp_path}", "ns")
+    assert len(cache) == 3 and all(_key(k) not in cache for k in range(100, 107))
+    np.testing.assert_array_equal(_read(cache, [3, 1]), _rows([3, 1]))
+
+
+def test_in_memory_filesystem_and_stale_sweep(tmp_path):
+    import tensorflow as tf
+
+    root = f"ram://cache-{os.getpid()}-{tmp_path.name}"
+    _write(f"{root}/ns", [5, 6, 7])
+    tf.io.gfile.GFile(f"{root}/ns/.tmp-dead-x.keys.npy", "wb").write(b"half")
+    cache = FeatureCache(root, "ns")
+    assert len(cache) == 3
+    np.testing.assert_array_equal(_read(cache, [7, 5]), _rows([7, 5]))
+    # ram:// keeps no modification times (0): unknown age must never count as stale.
+    assert tf.io.gfile.exists(f"{root}/ns/.tmp-dead-x.keys.npy")
+
+
+def test_a_commit_mark_is_never_replaced(tmp_path):
+    from retrain import storage
+
+    for folder in (tmp_path, f"file://{tmp_path}"):
+        target = storage.join(folder, "a.keys.npy")
+        storage.publish(target, b"first", overwrite=False)
+        with pytest.raises(OSError):
+            storage.publish(target, b"second", overwrite=False)
+        assert (tmp_path / "a.keys.npy").read_bytes() == b"first"
+        assert not list(tmp_path.glob(".tmp-*"))
+        (tmp_path / "a.keys.npy").unlink()
+
+
+@pytest.mark.slow  # four processes importing TensorFlow: ~15 s on 2 cores
+def test_four_concurrent_gfile_writers_leave_a_readable_cache(tmp_path):
+    folder = f"file://{tmp_path}/ns"
+    spawn = multiprocessing.get_context("spawn")
+    ranges = [(0, 200), (100, 300), (250, 450), (0, 450)]
+    jobs = [spawn.Process(target=_writer_process, args=(folder, list(range(a, b)))) for a, b in ranges]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(120)
+        assert job.exitcode == 0
+    cache = FeatureCache(f"file://{tmp_path}", "ns")
+    keys = list(range(450))
+    assert len(cache) == 450
+    np.testing.assert_array_equal(_read(cache, keys), _rows(keys))
+    assert not list((tmp_path / "ns").glob(".tmp-*"))

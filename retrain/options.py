@@ -1,0 +1,35 @@
+"""The training options of the command line: flag -> (value rule, help text).
+
+Data, not code: cli.py turns each rule into a click type (a tuple is a choice) and takes each default
+from the Config field of the same name, so a new option is one line here and one field there.
+Rules: path, folder, text, int, count (>= 1), side (>= 8 pixels), share ([0, 1)), open share ((0, 1)),
+fraction ([0, 1]), rate (> 0), points (>= 0).
+"""
+from __future__ import annotations
+
+from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS
+
+TRAINING = {
+    "--images": ("path", "Folder with one sub-folder of images per class."),
+    "--module": ("text", "Module name (see `retrain modules`), TF-Hub/Kaggle handle or local SavedModel folder."),
+    "--output": ("path", "Run folder [default: runs/<images folder name>]."),
+    "--epochs": ("count", "Most epochs for the new layer; early stopping on validation loss picks the best."),
+    "--batch-size": ("count", "Images per extraction batch and feature vectors per training step."),
+    "--learning-rate": ("rate", "Adam learning rate for the new layer."),
+    "--validation-split": ("open share", "Share of each class held out for validation (early stopping)."),
+    "--test-split": ("share", "Share of each class held out as the test set of the reports; 0 turns it off."),
+    "--test-images": ("path", "A separate labelled folder used as the test set instead of --test-split."),
+    "--image-size": ("side", "Input side for modules of any size [default: the module's, else 224]."),
+    "--seed": ("int", "Random seed; same seed, same weights."),
+    "--dropout": ("share", "Dropout rate before the new layer."),
+    "--patience": ("count", "Epochs without a better validation loss before training stops."),
+    "--cache-dir": ("text", "Feature cache folder, local or gs://... [default: ~/.cache/retrain/features]."),
+    "--engine": (ENGINES, "Backbone engine: auto is TensorFlow on a GPU, else LiteRT, else TensorFlow."),
+    "--max-pixels": ("count", "Largest width x height accepted in training and by the served model."),
+    "--tflite": (TFLITE_KINDS, "Also write runs/N/model.tflite of this kind."),
+    "--max-export-drop": ("points", "With --tflite: largest accuracy drop in points (else exit 3)."),
+    "--min-accuracy": ("fraction", "Exit 3 unpublished if test (else validation) accuracy is below it."),
+    "--class-weight": (CLASS_WEIGHTS, "Weight the loss by inverse class frequency (auto: when the largest class "
+                                      "is over 1.5x the smallest)."),
+    "--tensorboard": ("folder", "Also write TensorBoard scalars per epoch into a new run-<n> folder here."),
+}
