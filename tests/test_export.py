@@ -88,6 +88,7 @@ def test_a_crash_midway_leaves_no_numeric_folder(serving_export, tmp_path, monke
     assert list(tmp_path.iterdir()) == [], "the staging folder was not cleaned up"
 
 
+@pytest.mark.slow
 def test_a_hard_kill_leaves_only_a_non_numeric_staging_folder(serving_export, tmp_path, monkeypatch):
     """With no chance to clean up (SIGKILL), the leftover is invisible to TF Serving and harmless."""
     monkeypatch.setattr(export.tf.saved_model, "save", half_save)
@@ -172,6 +173,7 @@ def test_tflite_float32_converts_with_builtins_and_matches(serving_export, loade
     assert tflite_scores(tflite_float32, images[:0]).shape == (0, len(LABELS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,atol", [("float16", 2e-2), ("int8", 0.15)])
 def test_tflite_reduced_kinds_stay_close(serving_export, loaded, tmp_path, kind, atol):
     images = solid_images()

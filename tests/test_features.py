@@ -94,6 +94,7 @@ def test_an_edited_image_misses(images, module, tmp_path):
     np.testing.assert_allclose(result.matrix.read(np.arange(len(images))), expected(images, module), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_module_fingerprint_and_image_size_get_their_own_namespace(images, module, tmp_path):
     run(images, module, tmp_path)
     run(images, module._replace(fingerprint=module.fingerprint + "-retrained"), tmp_path)
@@ -102,6 +103,7 @@ def test_module_fingerprint_and_image_size_get_their_own_namespace(images, modul
     assert len(list((tmp_path / "features").iterdir())) == 3
 
 
+@pytest.mark.slow
 def test_torn_shards_are_recomputed(images, module, tmp_path):
     first = run(images, module, tmp_path, batch_size=64)
     (namespace,) = (tmp_path / "features").iterdir()
@@ -155,6 +157,7 @@ def test_one_bad_file_is_skipped_and_its_batch_kept(images, module, tmp_path):
     assert (again.cached, again.extracted, len(again.skipped)) == (len(images) - 1, 0, 1)
 
 
+@pytest.mark.slow
 def test_litert_matches_tensorflow_and_converts_once(images, module, tmp_path):
     lite = run(images, module, tmp_path, engine="litert", cache=False, batch_size=3)
     tflite = engines.litert_path(module.fingerprint, SIZE)

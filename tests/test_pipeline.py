@@ -33,6 +33,7 @@ def test_random_labels_are_not(fake_module, tmp_path):
     assert train(images, fake_module, tmp_path / "out").val_accuracy < 0.7
 
 
+@pytest.mark.slow
 def test_without_cache_the_backbone_trains_in_the_loop(colour_images, fake_module, tmp_path):
     result = train(colour_images, fake_module, tmp_path / "out", use_cache=False, epochs=10, learning_rate=0.05)
     assert result.val_accuracy >= 0.9
@@ -54,6 +55,7 @@ def _scores(saved_model_dir: Path, images: np.ndarray) -> np.ndarray:
     return serve(images=tf.constant(images))["scores"].numpy()
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_other_seed_other_weights(colour_images, fake_module, tmp_path):
     probe = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
     a = _scores(train(colour_images, fake_module, tmp_path / "a", seed=3).saved_model_dir, probe)
@@ -63,6 +65,7 @@ def test_same_seed_same_weights_other_seed_other_weights(colour_images, fake_mod
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow
 def test_export_runs_in_a_process_with_only_tensorflow(colour_images, fake_module, tmp_path):
     saved = train(colour_images, fake_module, tmp_path / "out").saved_model_dir
     png = next((colour_images / "red").iterdir())
@@ -79,6 +82,7 @@ def test_export_runs_in_a_process_with_only_tensorflow(colour_images, fake_modul
     assert done.stdout.strip().splitlines()[-1] == "red"
 
 
+@pytest.mark.slow
 def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path, monkeypatch):
     from retrain import engines
 
@@ -92,12 +96,14 @@ def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path
     assert again.val_accuracy == first.val_accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", [0.2, 0.5])
 def test_run_records_the_split(colour_images, fake_module, tmp_path, split):
     result = train(colour_images, fake_module, tmp_path / "out", validation_split=split)
     assert sum(n for counts in result.counts.values() for n in counts.values()) == 36
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine, atol", [("tf", 1e-5), ("litert", 1e-4)])
 def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_module, tmp_path, engine, atol):
     """The exported model (module + head + decoding) answers what the trained head said on the features."""
@@ -126,6 +132,7 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
 ODD_LABELS = [" spaced out ", "ünïcødé 猫", 'quo"te\'s', "-dash", "comma, semi; colon:", "x" * 200]
 
 
+@pytest.mark.slow
 def test_odd_labels_survive_labels_txt_the_export_and_the_served_output(fake_module, tmp_path):
     import tensorflow as tf
 

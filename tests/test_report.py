@@ -41,14 +41,15 @@ def test_history_csv(tmp_path):
                                              ["1", "0.5", "0.75", "0.6", "0.7"]]
 
 
-def test_atomic_write_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+def test_write_json_replaces_whole_files_and_leaves_no_temporary(tmp_path):
     report.write_json(tmp_path / "run.json", {"n": np.int64(3), "x": np.float32(0.5), "p": tmp_path})
-    report.atomic_write(tmp_path / "run.json", "{}")
+    assert json.loads((tmp_path / "run.json").read_text()) == {"n": 3, "x": 0.5, "p": str(tmp_path)}
+    report.write_json(tmp_path / "run.json", {})
     assert json.loads((tmp_path / "run.json").read_text()) == {}
     with pytest.raises(TypeError):
         report.write_json(tmp_path / "run.json", {"bad": object()})
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
-    assert (tmp_path / "run.json").read_text() == "{}"
+    assert (tmp_path / "run.json").read_text() == "{}\n"
 
 
 def test_data_fingerprint_follows_the_split_and_every_file(tmp_path):

@@ -77,6 +77,7 @@ def test_the_exported_model_scores_the_test_files_as_metrics_json_says(run, tmp_
     assert (eval_dir / "report.html").is_file() and (eval_dir / "confusion_matrix.csv").is_file()
 
 
+@pytest.mark.slow
 def test_the_gate_holds_a_model_back_and_keeps_it(tmp_path, fake_module):
     images = write_images(tmp_path / "imgs", random_label_set(n=12))  # labels nothing can learn
     out = tmp_path / "out"
@@ -91,6 +92,7 @@ def test_the_gate_holds_a_model_back_and_keeps_it(tmp_path, fake_module):
     assert json.loads((out / "runs" / "1" / "metrics.json").read_text("utf-8"))["published"] is False
 
 
+@pytest.mark.slow
 def test_a_separate_test_folder_and_unknown_classes(tmp_path, fake_module):
     images = write_images(tmp_path / "imgs", colour_set(n=8))
     tests = write_images(tmp_path / "tests", {"red": [(220, 30, 30)] * 3, "blue": [(20, 40, 230)] * 2})

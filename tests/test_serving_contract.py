@@ -64,6 +64,7 @@ def test_forbidden_imports_look_uninstalled():
     assert finder.find_spec("tensorflow") is None
 
 
+@pytest.mark.slow
 def test_a_retrain_runs_newest_version_passes_every_check(serving_export, fake_module, tmp_path):
     """The exporter's own fixture aside, what `retrain.run` publishes passes the whole contract too.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from retrain.cli import main
@@ -15,6 +16,7 @@ def _run(colour_images, fake_module, out, *extra):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_tflite_is_written_and_checked(colour_images, fake_module, tmp_path):
     result = _run(colour_images, fake_module, tmp_path / "out", "--tflite", "float16")
     assert result.exit_code == 0, result.output
@@ -26,6 +28,7 @@ def test_tflite_is_written_and_checked(colour_images, fake_module, tmp_path):
     assert "tflite (float16)" in result.output
 
 
+@pytest.mark.slow
 def test_too_large_a_drop_fails_with_exit_3_and_keeps_the_file(colour_images, fake_module, tmp_path,
                                                                  monkeypatch):
     from retrain import tflite
