@@ -77,3 +77,9 @@ class EpochLog(tf_keras.callbacks.Callback):
         log.info("epoch %d/%d  loss %.4f  acc %.3f  val_loss %.4f  val_acc %.3f", epoch + 1, self.total,
                  logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
                  logs.get("val_loss", float("nan")), logs.get("val_accuracy", float("nan")))
+
+
+def loss_scaled(optimizer: tf_keras.optimizers.Optimizer) -> tf_keras.optimizers.Optimizer:
+    """Dynamic loss scaling for float16 compute (--mixed-precision): small float16 gradients would flush
+    to zero; use get_scaled_loss before and get_unscaled_gradients after the tape."""
+    return tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
