@@ -57,8 +57,9 @@ def block_count(backbone) -> int | None:
 
 def takes_training(obj) -> bool:
     """Whether obj's __call__ has a `training` argument (as hub.KerasLayer decides for TF2 modules)."""
-    call = getattr(obj, "__call__", None)
-    functions = list(getattr(call, "concrete_functions", None) or [])
+    if not callable(obj):
+        return False
+    functions = list(getattr(obj.__call__, "concrete_functions", None) or [])
     return any("training" in (f.structured_input_signature[1] or {}) or
                len(f.structured_input_signature[0]) > 1 for f in functions)
 

@@ -57,7 +57,8 @@ class Phase2:
     before: tuple[float, float]    # (validation loss, accuracy in [0, 1]) of phase 1
     after: tuple[float, float]     # the same for the returned weights
     epochs: int                    # phase-2 epochs run
-    seconds_per_epoch: float       # mean wall time of one training pass
+    seconds_per_epoch: float       # mean wall time of one training pass (the first, which traces, left out)
+    cut_seconds: float             # wall time of the one pass through the frozen bottom (0 without a cut)
     trained_blocks: int | None     # blocks that trained; None: the whole backbone
 
 
@@ -89,8 +90,7 @@ def _plan(backbone, settings: FineTuneSettings, train: Batches, val: Batches):
     if blocks is None or settings.layers >= blocks:
         log.info("phase 2 trains the whole backbone: every image through it in every epoch")
         return (lambda x: bb.call(backbone, x, training=False)), list(backbone.trainable_variables), train, val, None
-    cut = blocks - settings.layers
-    start = time.perf_counter()
+    cut, start = blocks - settings.layers, time.perf_counter()
     log.info("phase 2 trains the top %d of %d blocks; computing the activations entering block %d once",
              settings.layers, blocks, cut)
     x_train, y_train = _bottom_pass(backbone, cut, train)
@@ -158,7 +158,9 @@ def fine_tune(module_path: str, head, train: Batches, val: Batches, settings: Fi
     """
     model.set_seed(settings.seed)
     backbone = bb.load(module_path)
+    start = time.perf_counter()
     forward, variables, train_set, val_set, blocks = _plan(backbone, settings, train, val)
+    cut_seconds = time.perf_counter() - start
     mixed = settings.mixed_precision and bb.block_count(backbone) is not None  # float16 needs our own ops
     if settings.mixed_precision and not mixed:
         log.info("--mixed-precision: this module is opaque; it computes in float32")
@@ -185,4 +187,5 @@ def fine_tune(module_path: str, head, train: Batches, val: Batches, settings: Fi
     else:
         log.info("phase 2 did not lower validation loss (%.4f); keeping the phase-1 model", before[0])
     return Phase2(backbone=backbone, head=head, kept=best_epoch > 0, before=before, after=best, epochs=epoch,
-                  seconds_per_epoch=float(np.mean(seconds)) if seconds else 0.0, trained_blocks=blocks)
+                  seconds_per_epoch=float(np.mean(seconds[1:] or seconds or [0.0])), cut_seconds=cut_seconds,
+                  trained_blocks=blocks)

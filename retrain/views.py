@@ -49,8 +49,8 @@ def view_features(paths: list[Path], *, module, image_size: int, engine: str, ca
     their bytes, as for plain features; only the missing ones are decoded, augmented and run.
     """
     fingerprint = view_fingerprint(module.fingerprint, settings, seed, view)
-    ident = dict(module=module.handle or module.path, fingerprint=fingerprint, image_size=image_size,
-                 preprocess=preprocess_version)
+    ident = {"module": module.handle or module.path, "fingerprint": fingerprint, "image_size": image_size,
+             "preprocess": preprocess_version}
     cache = FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
     keys = [extract.file_digest(p) for p in paths]
     first = {key: i for i, key in reversed(list(enumerate(keys)))}
