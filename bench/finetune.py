@@ -55,7 +55,7 @@ def epoch_times(info, train, y, config, subset: int, total: int) -> list[str]:
         head = model.build_head(1280, 10, config.dropout)
         batches = views.file_batches(train[:subset], y[:subset], 224, config.max_pixels, 32)
         settings = finetune.FineTuneSettings(layers=layers, epochs=2, patience=2)
-        result = finetune.fine_tune(info.path, head, batches, batches, settings)
+        result = finetune.fine_tune(info.path, 224, head, batches, batches, settings)
         rows.append(f"| {layers if layers < 16 else 'all (16)'} | {result.seconds_per_epoch * total / subset:.0f} | "
                     f"{result.cut_seconds * 1000 / (2 * subset):.0f} | {os.getloadavg()[0]:.1f} |")
         print(rows[-1], flush=True)
@@ -119,8 +119,10 @@ def main() -> None:
     head = model.build_head(1280, 10, config.dropout)
     head.set_weights(frozen.get_weights())
     settings2 = finetune.FineTuneSettings(layers=args.layers, learning_rate=args.learning_rate)
-    result = finetune.fine_tune(info.path, head, views.file_batches(train, y_train, 224, config.max_pixels, 32),
-                                views.file_batches(val, y_val, 224, config.max_pixels, 32), settings2)
+    keys = ([extract.file_digest(p) for p in train], [extract.file_digest(p) for p in val])
+    result = finetune.fine_tune(info.path, 224, head, views.file_batches(train, y_train, 224, config.max_pixels, 32),
+                                views.file_batches(val, y_val, 224, config.max_pixels, 32), settings2,
+                                cache_dir=config.feature_cache_dir, keys=keys)
     out = args.work / f"module-ft-{int(time.time())}"
     backbone.export_module(result.backbone, 224, out)
     phase2 = time.perf_counter() - start

@@ -59,7 +59,9 @@ def adapt_on_b(b_dir: Path, out: Path, work: Path, settings: finetune.FineTuneSe
     head, _, _ = head_training.fit(feats, y, len(train_set), len(B), config)
     batches = [views.file_batches([e.path for e in s], y_s, 224, config.max_pixels, settings.batch_size)
                for s, y_s in ((train_set, y[:len(train_set)]), (val_set, y[len(train_set):]))]
-    result = finetune.fine_tune(info.path, head, batches[0], batches[1], settings)
+    keys = tuple([extract.file_digest(e.path) for e in s] for s in (train_set, val_set))
+    result = finetune.fine_tune(info.path, 224, head, batches[0], batches[1], settings,
+                                cache_dir=config.feature_cache_dir, keys=keys)
     backbone.export_module(result.backbone, 224, out)
     summary = (f"B validation accuracy {result.before[1]:.3f} -> {result.after[1]:.3f}, phase 2 "
                f"{'kept' if result.kept else 'not kept (no lower validation loss)'} after {result.epochs} epochs")

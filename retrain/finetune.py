@@ -17,12 +17,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from retrain import backbone as bb
-from retrain import model
+from retrain import cutcache, model, modules, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -74,29 +75,21 @@ def array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
     return batches
 
 
-def _bottom_pass(backbone, cut: int, batches: Batches) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 activations entering block `cut` [N, h, w, c], int32 labels [N]) of a whole set, once."""
-    bottom = tf.function(lambda x: backbone.bottom(x, cut, training=False), reduce_retracing=True)
-    parts, labels = [], []
-    for images, y in batches():
-        parts.append(bottom(tf.constant(images, tf.float32)).numpy())
-        labels.append(np.asarray(y, np.int32))
-    return np.concatenate(parts), np.concatenate(labels)
+def _plan(backbone, settings: FineTuneSettings, train: Batches, val: Batches, caches):
+    """(forward(x) -> features, trained backbone variables, train batches, val batches, blocks or None).
 
-
-def _plan(backbone, settings: FineTuneSettings, train: Batches, val: Batches):
-    """(forward(x) -> features, trained backbone variables, train batches, val batches, blocks or None)."""
+    caches: None, or cut -> (FeatureCache, train keys, val keys) for the activations at the cut."""
     blocks = bb.block_count(backbone)
     if blocks is None or settings.layers >= blocks:
         log.info("phase 2 trains the whole backbone: every image through it in every epoch")
         return (lambda x: bb.call(backbone, x, training=False)), list(backbone.trainable_variables), train, val, None
-    cut, start = blocks - settings.layers, time.perf_counter()
-    log.info("phase 2 trains the top %d of %d blocks; computing the activations entering block %d once",
+    cut = blocks - settings.layers
+    log.info("phase 2 trains the top %d of %d blocks; the activations entering block %d are computed once",
              settings.layers, blocks, cut)
-    x_train, y_train = _bottom_pass(backbone, cut, train)
-    x_val, y_val = _bottom_pass(backbone, cut, val)
-    log.info("activations at the cut: %s per image, %.1f s for %d images", x_train.shape[1:],
-             time.perf_counter() - start, len(x_train) + len(x_val))
+    bottom = tf.function(lambda x: backbone.bottom(x, cut, training=False), reduce_retracing=True)
+    cache, train_keys, val_keys = caches(cut) if caches is not None else (None, None, None)
+    x_train, y_train = cutcache.activations(bottom, train, train_keys, cache)
+    x_val, y_val = cutcache.activations(bottom, val, val_keys, cache)
     top = [*backbone.blocks[cut:], backbone.head]
     variables = [v for m in top for v in m.trainable_variables]
     return ((lambda x: backbone.top(x, cut, training=False)), variables,
@@ -149,17 +142,22 @@ class _Loop:
             self.step(tf.constant(x), tf.constant(y, tf.int32))
 
 
-def fine_tune(module_path: str, head, train: Batches, val: Batches, settings: FineTuneSettings) -> Phase2:
+def fine_tune(module_path: str, image_size: int, head, train: Batches, val: Batches, settings: FineTuneSettings,
+              cache_dir: Path | None = None, keys: tuple[list[str], list[str]] | None = None) -> Phase2:
     """Phase 2 on the module at module_path with the phase-1 head (a tf_keras model: features -> softmax).
 
-    Early stopping on validation loss with the best epoch's weights restored; when no epoch beats phase
-    1's validation loss, phase 1's weights come back unchanged and `kept` is False. The head is updated
-    in place. Image size is whatever the batches hold.
+    train/val yield image_size images. Early stopping on validation loss with the best epoch's weights
+    restored; when no epoch beats phase 1's validation loss, phase 1's weights come back unchanged and
+    `kept` is False. The head is updated in place. With cache_dir and keys (SHA-256 of each training and
+    validation file, in batch order) the activations at the cut are kept in the cache between runs.
     """
     model.set_seed(settings.seed)
     backbone = bb.load(module_path)
     start = time.perf_counter()
-    forward, variables, train_set, val_set, blocks = _plan(backbone, settings, train, val)
+    caches = None if cache_dir is None or keys is None else (lambda cut: (cutcache.open_cut_cache(
+        cache_dir, str(module_path), modules.fingerprint(module_path), image_size, preprocess.PREPROCESS_VERSION,
+        cut), *keys))
+    forward, variables, train_set, val_set, blocks = _plan(backbone, settings, train, val, caches)
     cut_seconds = time.perf_counter() - start
     mixed = settings.mixed_precision and bb.block_count(backbone) is not None  # float16 needs our own ops
     if settings.mixed_precision and not mixed:

@@ -31,7 +31,7 @@ def values(variables) -> list[np.ndarray]:
 def test_phase_2_that_lowers_validation_loss_is_kept(fake_module):
     head = model.build_head(8, 3, 0.0)
     train, val = sets()
-    result = finetune.fine_tune(str(fake_module), head, train, val, FineTuneSettings(learning_rate=1e-2, epochs=4))
+    result = finetune.fine_tune(str(fake_module), 16, head, train, val, FineTuneSettings(learning_rate=1e-2, epochs=4))
     assert result.kept and result.after[0] < result.before[0]
     assert result.trained_blocks is None  # an opaque module trains whole
     assert not np.allclose(result.backbone.projection.numpy(), load_projection(fake_module).numpy())
@@ -50,7 +50,7 @@ def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module):
     # Validation labels contradict the training labels, so every step on the training set hurts it.
     train = finetune.array_batches(x[::2], y[::2], 4, seed=0)
     val = finetune.array_batches(x[1::2], (y[1::2] + 1) % 3, 4)
-    result = finetune.fine_tune(str(fake_module), head, train, val,
+    result = finetune.fine_tune(str(fake_module), 16, head, train, val,
                                 FineTuneSettings(learning_rate=1e-1, epochs=3, patience=1))
     assert not result.kept and result.after == result.before
     assert all(np.array_equal(a, b) for a, b in zip(values(head.weights), head_before))
@@ -76,7 +76,7 @@ def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path):
     x, y = colour_arrays(4, size=32)
     head = model.build_head(1280, 3, 0.2)
     batches = finetune.array_batches(x, y, 4, seed=0)
-    result = finetune.fine_tune(lite0_path, head, batches, finetune.array_batches(x, y, 4),
+    result = finetune.fine_tune(lite0_path, 32, head, batches, finetune.array_batches(x, y, 4),
                                 FineTuneSettings(layers=2, learning_rate=1e-3, epochs=2, patience=2))
     assert result.trained_blocks == 2 and result.kept
     from retrain import backbone
@@ -96,7 +96,7 @@ def test_mixed_precision_trains_the_top_in_float16(lite0_path):
     x, y = colour_arrays(8, size=32)
     head = model.build_head(1280, 3, 0.0)
     batches = finetune.array_batches(x, y, 2, seed=0)
-    result = finetune.fine_tune(lite0_path, head, batches, finetune.array_batches(x, y, 8),
+    result = finetune.fine_tune(lite0_path, 32, head, batches, finetune.array_batches(x, y, 8),
                                 FineTuneSettings(layers=1, learning_rate=1e-3, epochs=3, patience=3,
                                                  mixed_precision=True))
     assert np.isfinite(result.after[0]) and result.kept and result.after[0] < result.before[0]
