@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from retrain import backbone as bb
 from retrain import cutcache, model, modules, preprocess
+from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,12 @@ def _plan(backbone, settings: FineTuneSettings, train: Batches, val: Batches, ca
     caches: None, or cut -> (FeatureCache, train keys, val keys) for the activations at the cut."""
     blocks = bb.block_count(backbone)
     if blocks is None or settings.layers >= blocks:
+        variables = list(getattr(backbone, "trainable_variables", None) or [])
+        if not variables:
+            raise RetrainError("--fine-tune: the module has no trainable_variables; expected a TF2 reusable "
+                               "SavedModel (one that hub.KerasLayer loads with trainable=True)")
         log.info("phase 2 trains the whole backbone: every image through it in every epoch")
-        return (lambda x: bb.call(backbone, x, training=False)), list(backbone.trainable_variables), train, val, None
+        return (lambda x: bb.call(backbone, x, training=False)), variables, train, val, None
     cut = blocks - settings.layers
     log.info("phase 2 trains the top %d of %d blocks; the activations entering block %d are computed once",
              settings.layers, blocks, cut)

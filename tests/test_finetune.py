@@ -100,3 +100,19 @@ def test_mixed_precision_trains_the_top_in_float16(lite0_path):
                                 FineTuneSettings(layers=1, learning_rate=1e-3, epochs=3, patience=3,
                                                  mixed_precision=True))
     assert np.isfinite(result.after[0]) and result.kept and result.after[0] < result.before[0]
+
+
+def test_a_module_without_trainable_variables_is_refused(tmp_path):
+    import tensorflow as tf
+
+    from retrain.errors import RetrainError
+
+    class Fixed(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, images):
+            return tf.reduce_mean(images, axis=[1, 2])
+
+    tf.saved_model.save(Fixed(), str(tmp_path / "fixed"))
+    train, val = sets()
+    with pytest.raises(RetrainError, match="trainable_variables"):
+        finetune.fine_tune(str(tmp_path / "fixed"), 16, model.build_head(3, 3, 0.0), train, val, FineTuneSettings())
