@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--per-class", type=int, default=500)
     parser.add_argument("--epoch-images", type=int, default=256, help="subset for the per-epoch timing; 0 skips")
+    parser.add_argument("--only-epochs", action="store_true", help="stop after the per-epoch timing")
     parser.add_argument("--layers", type=int, default=finetune.FineTuneSettings.layers)
     parser.add_argument("--learning-rate", type=float, default=finetune.FineTuneSettings.learning_rate)
     parser.add_argument("--views", type=int, default=4)
@@ -91,6 +92,8 @@ def main() -> None:
         print(f"| fine-tune layers | s per epoch ({len(train)} images) | s per 1,000 images to the cut, once | load |"
               "\n|---|---|---|---|", flush=True)
         epoch_times(info, train, y_train, config, args.epoch_images, len(train))
+    if args.only_epochs:
+        return
     rows = []
     start = time.perf_counter()
     model.set_seed(config.seed)
