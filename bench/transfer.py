@@ -28,6 +28,7 @@ from retrain import (
     extract,
     finetune,
     head_training,
+    model,
     modules,
     train,
     views,
@@ -56,6 +57,7 @@ def adapt_on_b(b_dir: Path, out: Path, work: Path, settings: finetune.FineTuneSe
                                               cache_dir=config.feature_cache_dir, batch_size=64,
                                               max_pixels=config.max_pixels, workdir=work))
     y = np.array([e.label for e in train_set + val_set], np.int32)
+    model.set_seed(config.seed)  # the same phase-1 head in every run, whatever phase 2 does
     head, _, _ = head_training.fit(feats, y, len(train_set), len(B), config)
     batches = [views.file_batches([e.path for e in s], y_s, 224, config.max_pixels, settings.batch_size)
                for s, y_s in ((train_set, y[:len(train_set)]), (val_set, y[len(train_set):]))]
