@@ -23,8 +23,6 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     native.show(verbose > 0)
-    for noisy in ("absl", "tensorflow", "h5py"):
-        logging.getLogger(noisy).setLevel(logging.INFO if verbose > 0 else logging.ERROR)
 
 
 class _Retrain(click.Group):
@@ -54,11 +52,15 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 
-# (option, the state of the others that makes it mean nothing, why): refused rather than ignored.
+# (option, the state of the others that makes it mean nothing, found, expected): refused rather than ignored.
 _MEANINGLESS = (
-    ("cache_dir", lambda p: p["no_cache"], "found it with --no-cache, which reads and writes no cache"),
-    ("test_split", lambda p: p["test_images"] is not None, "found it with --test-images, which is the test set"),
-    ("max_export_drop", lambda p: p["tflite"] is None, "found it without --tflite, whose accuracy drop it bounds"),
+    ("cache_dir", lambda p: p["no_cache"], "with --no-cache, which reads and writes no cache", "one of the two"),
+    ("test_split", lambda p: p["test_images"] is not None, "with --test-images, the test set", "one of the two"),
+    ("max_export_drop", lambda p: p["tflite"] is None, "without --tflite, whose drop it bounds", "--tflite KIND too"),
+    ("augment", lambda p: p["no_cache"], "with --no-cache; views are computed once and cached", "one of the two"),
+    ("augment_views", lambda p: not p["augment"], "without --augment, whose views it counts", "--augment too"),
+    *((name, lambda p: not p["fine_tune"], "without --fine-tune, which it sets", "--fine-tune too")
+      for name in ("fine_tune_layers", "fine_tune_learning_rate", "fine_tune_epochs", "mixed_precision")),
 )
 
 
@@ -71,9 +73,9 @@ def _refuse_ignored(ctx: click.Context) -> None:
             raise click.UsageError(f"{', '.join(given)} train a model and mean nothing to "
                                    f"`{ctx.invoked_subcommand}`; put them without a command, or drop them")
         return
-    for name, pointless, why in _MEANINGLESS:
+    for name, pointless, found, expected in _MEANINGLESS:
         if _given(ctx, name) and pointless(ctx.params):
-            raise click.UsageError(f"--{name.replace('_', '-')}: {why}; expected one of the two")
+            raise click.UsageError(f"--{name.replace('_', '-')}: found it {found}; expected {expected}")
 
 
 # Value rules of retrain.options, as click types (click checks ranges and choices at the boundary).
@@ -89,6 +91,9 @@ def _training_options(*flags: str):
     def apply(command):
         for flag in reversed(flags or tuple(options.TRAINING)):
             kind, text = options.TRAINING[flag]
+            if kind == "flag":
+                command = click.option(flag, is_flag=True, help=text)(command)
+                continue
             default = getattr(D, flag[2:].replace("-", "_"))
             kind = click.Choice(kind) if isinstance(kind, tuple) else _KINDS[kind]
             command = click.option(flag, type=kind, default=default, show_default=default is not None,
@@ -100,8 +105,6 @@ def _training_options(*flags: str):
 @click.group(cls=_Retrain, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @_training_options()
 @click.option("--no-cache", is_flag=True, help="Run the backbone on every image in every epoch (the old, slow way).")
-@click.option("--strict", is_flag=True, help="Stop with an error if any file would be skipped.")
-@click.option("--dry-run", is_flag=True, help="Scan and split, write split.csv and skipped.csv, then stop.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-v", "--verbose", count=True, help="-v: also TensorFlow's own start-up lines; -vv: debug.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
@@ -165,10 +168,7 @@ def evaluate_command(model: Path, images: Path, batch_size: int, output: Path | 
     """Accuracy of MODEL (run folder, saved_model/ or saved_model/N/) on a labelled image folder, with reports."""
     from retrain.evaluate import evaluate
     result = evaluate(model, images, batch_size, output)
-    if as_json:
-        click.echo(json.dumps(dataclasses.asdict(result)))
-        return
-    click.echo("\n".join(summary.evaluation_lines(result)))
+    click.echo(json.dumps(dataclasses.asdict(result)) if as_json else "\n".join(summary.evaluation_lines(result)))
 
 
 @main.command("extract", context_settings={"ignore_unknown_options": True})

@@ -42,17 +42,14 @@ class _ConvBN(tf.Module):
     build of TensorFlow has.
     """
 
-    def __init__(self, weights: dict, conv: str, bn: str, stride: int, relu: bool, scope: str,
-                 depthwise: bool = False):
+    def __init__(self, arrays: dict[str, np.ndarray], stride: int, relu: bool, scope: str, depthwise: bool = False):
         super().__init__(name=scope.replace("/", "_"))
-        kernel = weights[conv + ".weight"]
-        # torch [out, in, kh, kw] -> TF [kh, kw, in, out]; torch depthwise [C, 1, kh, kw] -> TF [kh, kw, C, 1].
-        self.kernel = tf.Variable(kernel.transpose(2, 3, 0, 1) if depthwise else kernel.transpose(2, 3, 1, 0),
-                                  name=f"{scope}/kernel")
-        self.gamma = tf.Variable(weights[bn + ".weight"], name=f"{scope}/gamma")
-        self.beta = tf.Variable(weights[bn + ".bias"], name=f"{scope}/beta")
-        self.moving_mean = tf.Variable(weights[bn + ".running_mean"], trainable=False, name=f"{scope}/moving_mean")
-        self.moving_variance = tf.Variable(weights[bn + ".running_var"], trainable=False,
+        # TF layout: kernel [kh, kw, in, out] ([kh, kw, C, 1] depthwise); per-channel gamma, beta, statistics.
+        self.kernel = tf.Variable(arrays["kernel"], name=f"{scope}/kernel")
+        self.gamma = tf.Variable(arrays["gamma"], name=f"{scope}/gamma")
+        self.beta = tf.Variable(arrays["beta"], name=f"{scope}/beta")
+        self.moving_mean = tf.Variable(arrays["moving_mean"], trainable=False, name=f"{scope}/moving_mean")
+        self.moving_variance = tf.Variable(arrays["moving_variance"], trainable=False,
                                            name=f"{scope}/moving_variance")
         self.depthwise = depthwise
         self.stride = stride
@@ -71,6 +68,7 @@ class _ConvBN(tf.Module):
         return mean, variance
 
     def __call__(self, x: tf.Tensor, training: bool) -> tf.Tensor:
+        # Inference computes in x's dtype (float16 under --mixed-precision); the variables stay float32.
         if training:
             y = self._conv(x, self.kernel)
             mean, variance = self._batch_stats(y)
@@ -78,21 +76,21 @@ class _ConvBN(tf.Module):
         else:
             scale = self.gamma * tf.math.rsqrt(self.moving_variance + BN_EPSILON)
             kernel = self.kernel * (scale[:, None] if self.depthwise else scale)
-            y = tf.nn.bias_add(self._conv(x, kernel), self.beta - self.moving_mean * scale)
+            y = tf.nn.bias_add(self._conv(x, tf.cast(kernel, x.dtype)),
+                               tf.cast(self.beta - self.moving_mean * scale, x.dtype))
         return tf.nn.relu6(y) if self.relu else y
 
 
 class _Block(tf.Module):
     """Inverted residual: [1x1 expand] -> depthwise kxk -> 1x1 project, plus the input when shapes agree."""
 
-    def __init__(self, weights: dict, index: int, stride: int, residual: bool):
+    def __init__(self, layers: dict, index: int, stride: int, residual: bool):
         super().__init__(name=f"block_{index}")
-        p, scope = f"_blocks.{index}.", f"block_{index}"
-        self.expand = (_ConvBN(weights, p + "_expand_conv", p + "_bn0", 1, True, scope + "/expand")
-                       if p + "_expand_conv.weight" in weights else None)
-        self.depthwise = _ConvBN(weights, p + "_depthwise_conv", p + "_bn1", stride, True, scope + "/depthwise",
-                                 depthwise=True)
-        self.project = _ConvBN(weights, p + "_project_conv", p + "_bn2", 1, False, scope + "/project")
+        scope = f"block_{index}"
+        self.expand = (_ConvBN(layers[scope + "/expand"], 1, True, scope + "/expand")
+                       if scope + "/expand" in layers else None)
+        self.depthwise = _ConvBN(layers[scope + "/depthwise"], stride, True, scope + "/depthwise", depthwise=True)
+        self.project = _ConvBN(layers[scope + "/project"], 1, False, scope + "/project")
         self.residual = residual
 
     def __call__(self, x: tf.Tensor, training: bool) -> tf.Tensor:
@@ -102,49 +100,53 @@ class _Block(tf.Module):
 
 
 class Lite0(tf.Module):
-    """EfficientNet-Lite0 feature vector in the TF-Hub reusable SavedModel form.
+    """EfficientNet-Lite0 feature vector in the TF-Hub reusable SavedModel form, without a classifier.
 
-    ``obj(images, training=False)``: float32 [N, 224, 224, 3] in [0, 1] -> float32 [N, 1280], the global
-    average of the head's ReLU6 activations. ``training=True`` normalises with batch statistics and
-    updates the moving ones. ``variables`` (245), ``trainable_variables`` (147: kernels, gamma, beta)
-    and ``regularization_losses`` (none) are what hub.KerasLayer reads.
-    ``imagenet_logits(features)``: [N, 1280] -> [N, 1000] ImageNet logits, kept for checks only.
+    ``obj(images, training=False)``: float32 [N, S, S, 3] in [0, 1] -> float32 [N, 1280], the global
+    average of the head's ReLU6 activations (any S; the ImageNet weights expect 224). ``training=True``
+    normalises with batch statistics and updates the moving ones. ``variables`` (245),
+    ``trainable_variables`` (147: kernels, gamma, beta) and ``regularization_losses`` (none) are what
+    hub.KerasLayer reads. ``bottom``/``top`` split the same computation before block ``cut`` (0..16) for
+    fine-tuning only the top blocks; they are Python methods, not saved functions.
     """
 
     # Class attributes shadow tf.Module's computed properties so that the lists assigned in __init__
     # are saved as the attributes hub.KerasLayer reads.
     variables = trainable_variables = regularization_losses = None
 
-    def __init__(self, weights: dict[str, np.ndarray]):
+    def __init__(self, layers: dict[str, dict[str, np.ndarray]]):
+        """layers: {scope: arrays} as pth.lite0_layers returns or retrain.backbone reads from a SavedModel."""
         super().__init__(name="efficientnet_lite0")
-        self.stem = _ConvBN(weights, "_conv_stem", "_bn0", 2, True, "stem")
+        self.stem = _ConvBN(layers["stem"], 2, True, "stem")
         self.blocks, index, channels = [], 0, 32
         for _kernel, stride, _expand, out, repeats in STAGES:  # kernel and expansion follow the weights
             for r in range(repeats):
                 block_stride = stride if r == 0 else 1
-                self.blocks.append(_Block(weights, index, block_stride, block_stride == 1 and channels == out))
+                self.blocks.append(_Block(layers, index, block_stride, block_stride == 1 and channels == out))
                 index, channels = index + 1, out
-        self.head = _ConvBN(weights, "_conv_head", "_bn1", 1, True, "head")
+        self.head = _ConvBN(layers["head"], 1, True, "head")
         backbone = [self.stem, *self.blocks, self.head]
         self.variables = [v for m in backbone for v in m.variables]
         self.trainable_variables = [v for m in backbone for v in m.trainable_variables]
         self.regularization_losses = []
-        # Kept apart from `variables`: a feature-vector user never trains or loads the ImageNet classifier.
-        self.fc_kernel = tf.Variable(weights["_fc.weight"].T, trainable=False, name="fc_kernel")
-        self.fc_bias = tf.Variable(weights["_fc.bias"], trainable=False, name="fc_bias")
 
     @tf.function
     def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
-        # The weights expect (pixel - 127) / 128 on 0..255 pixels.
-        x = images * (255.0 / 128.0) - (127.0 / 128.0)
+        return self.top(self.bottom(images, 0, training), 0, training)
+
+    def bottom(self, images: tf.Tensor, cut: int, training: bool = False) -> tf.Tensor:
+        """Images [N, S, S, 3] in [0, 1] -> the activations entering block ``cut`` ([N, S/16, S/16, 112] at 11)."""
+        x = images * (255.0 / 128.0) - (127.0 / 128.0)  # the weights expect (pixel - 127) / 128 on 0..255
         x = self.stem(x, training)
-        for block in self.blocks:
+        for block in self.blocks[:cut]:
+            x = block(x, training)
+        return x
+
+    def top(self, x: tf.Tensor, cut: int, training: bool = False) -> tf.Tensor:
+        """The activations entering block ``cut`` -> features [N, 1280] (in x's dtype)."""
+        for block in self.blocks[cut:]:
             x = block(x, training)
         return tf.reduce_mean(self.head(x, training), axis=[1, 2])
-
-    @tf.function(input_signature=[tf.TensorSpec([None, FEATURE_DIM], tf.float32)])
-    def imagenet_logits(self, features: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(features, self.fc_kernel) + self.fc_bias
 
 
 def module_dir() -> Path:
@@ -155,7 +157,14 @@ def module_dir() -> Path:
 def _save(path: Path) -> None:
     """Write the SavedModel: __call__ traced for training False and True (what hub.KerasLayer picks
     from), and the inference trace as serving_default (images -> output_0) for SavedModel tools."""
-    module = Lite0(pth.read_lite0_weights())
+    layers = pth.lite0_layers(pth.read_lite0_weights())
+    module = Lite0(layers)
+    # Kept apart from `variables` (a feature-vector user never trains or loads the ImageNet classifier):
+    # imagenet_logits(features [N, 1280]) -> [N, 1000] logits, for checks only.
+    module.fc_kernel = tf.Variable(layers["fc"]["kernel"], trainable=False, name="fc_kernel")
+    module.fc_bias = tf.Variable(layers["fc"]["bias"], trainable=False, name="fc_bias")
+    module.imagenet_logits = tf.function(lambda features: tf.matmul(features, module.fc_kernel) + module.fc_bias,
+                                         input_signature=[tf.TensorSpec([None, FEATURE_DIM], tf.float32)])
     spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="images")
     inference = module.__call__.get_concrete_function(spec, training=False)
     module.__call__.get_concrete_function(spec, training=True)

@@ -47,3 +47,9 @@ def adam(learning_rate: float) -> tf_keras.optimizers.Optimizer:
 def cross_entropy() -> tf_keras.losses.Loss:
     """Mean cross-entropy of integer labels [B] against softmax scores [B, K] (weighted by sample_weight)."""
     return tf_keras.losses.SparseCategoricalCrossentropy()
+
+
+def loss_scaled(optimizer: tf_keras.optimizers.Optimizer) -> tf_keras.optimizers.Optimizer:
+    """Dynamic loss scaling for float16 compute (--mixed-precision): small float16 gradients would flush
+    to zero; use get_scaled_loss before and get_unscaled_gradients after the tape."""
+    return tf_keras.mixed_precision.LossScaleOptimizer(optimizer)

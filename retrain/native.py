@@ -9,6 +9,7 @@ while those native calls run silences them (docs/tensorflow-noise.md has what wa
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 
@@ -16,9 +17,12 @@ _show = False
 
 
 def show(flag: bool) -> None:
-    """Let native log lines through (the CLI's -v) or keep them off stderr (default)."""
+    """Let native log lines and TensorFlow's Python-side INFO lines through (the CLI's -v), or keep
+    them off stderr (default)."""
     global _show
     _show = flag
+    for noisy in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.INFO if flag else logging.ERROR)
 
 
 @contextlib.contextmanager

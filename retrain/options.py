@@ -2,8 +2,8 @@
 
 Data, not code: cli.py turns each rule into a click type (a tuple is a choice) and takes each default
 from the Config field of the same name, so a new option is one line here and one field there.
-Rules: path, folder, text, int, count (>= 1), side (>= 8 pixels), share ([0, 1)), open share ((0, 1)),
-fraction ([0, 1]), rate (> 0), points (>= 0).
+Rules: flag (on/off), path, folder, text, int, count (>= 1), side (>= 8 pixels), share ([0, 1)),
+open share ((0, 1)), fraction ([0, 1]), rate (> 0), points (>= 0).
 """
 from __future__ import annotations
 
@@ -32,4 +32,18 @@ TRAINING = {
     "--class-weight": (CLASS_WEIGHTS, "Weight the loss by inverse class frequency (auto: when the largest class "
                                       "is over 1.5x the smallest)."),
     "--tensorboard": ("folder", "Also write TensorBoard scalars per epoch into a new run-<n> folder here."),
+    "--augment-views": ("count", "Augmented views per training image with --augment (flip, rotation up to 10 "
+                                 "degrees, crop to 85-100% of the side, brightness +-0.1, contrast +-20%)."),
+    "--fine-tune-layers": ("count", "Top blocks --fine-tune trains (the bundled module has 16; opaque modules "
+                                    "train whole)."),
+    "--fine-tune-learning-rate": ("rate", "Adam learning rate of --fine-tune."),
+    "--fine-tune-epochs": ("count", "Most epochs of --fine-tune; early stopping keeps the best one."),
+    "--augment": ("flag", "Also train the new layer on cached augmented views of each training image."),
+    "--fine-tune": ("flag", "Then train the top of the backbone with the new layer at a low rate (batch norm "
+                            "frozen); kept only if validation loss drops."),
+    "--mixed-precision": ("flag", "float16 in the fine-tuned blocks (for GPUs; slower on a CPU)."),
+    "--strict": ("flag", "Stop with an error if any file would be skipped."),
+    "--dry-run": ("flag", "Scan and split, write split.csv and skipped.csv, then stop before any module loads."),
+    "--export-module": ("path", "Also write the backbone (fine-tuned if --fine-tune kept it) as a TF-Hub "
+                                "feature-vector module in this new folder, for --module in later runs."),
 }

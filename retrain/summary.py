@@ -12,7 +12,7 @@ def as_json(result) -> dict:
             "accuracy": {name: m["accuracy"] for name, m in result.metrics.items()},
             "epochs": result.epochs, "class_weight": result.class_weight, "most_confused": focus["most_confused"],
             "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "seconds": result.seconds,
-            "features": result.features}
+            "features": result.features, "fine_tune": result.fine_tune}
 
 
 def as_lines(result) -> list[str]:
@@ -29,6 +29,10 @@ def as_lines(result) -> list[str]:
         lines.append(f"most confused: {', '.join(pairs)}")
     if result.skipped:
         lines.append(f"skipped: {len(result.skipped)} files, listed in {result.run_dir / 'skipped.csv'}")
+    if result.fine_tune:
+        tuned = result.fine_tune
+        lines.append(f"fine-tune: validation loss {tuned['before']['val_loss']:.4f} -> {tuned['after']['val_loss']:.4f}"
+                     + ("" if tuned["kept"] else "; not lower, so the phase-1 model was exported"))
     if result.tflite:
         lite = result.tflite
         lines.append(f"tflite ({lite['kind']}): accuracy {lite['tflite_accuracy']:.3f} against "

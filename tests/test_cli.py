@@ -150,6 +150,8 @@ def test_evaluate_refuses_a_folder_the_model_does_not_know(trained, tmp_path):
     (["--epochs", "5", "predict", "m", "x.png"], "--epochs train a model and mean nothing to `predict`"),
     (["--no-cache", "--cache-dir", "c", "--images", "i"], "--cache-dir: found it with --no-cache"),
     (["--max-export-drop", "2", "--images", "i"], "--max-export-drop: found it without --tflite"),
+    (["--fine-tune-layers", "3", "--images", "i"], "--fine-tune-layers: found it without --fine-tune"),
+    (["--augment", "--no-cache", "--images", "i"], "--augment: found it with --no-cache"),
 ])
 def test_options_that_would_be_ignored_are_refused(args, text):
     result = invoke(*args)

@@ -1,0 +1,91 @@
+"""The optional steps around the new layer: augmented views of the training images, phase-2 fine-tuning,
+and the backbone exported as a feature-vector module of your own (train on B, reuse on A).
+
+Each takes the run's plain values and returns plain values; pipeline.run decides when they run.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from retrain import augment, data, views
+from retrain.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class WithViews:
+    """A feature source whose rows past the original N are augmented views of training rows.
+
+    Reads like the source it wraps (chunks of (rows, float32 [n, D])); the view rows live in memory.
+    """
+
+    stable = True
+
+    def __init__(self, source, extra: np.ndarray) -> None:
+        self.source, self.extra, self.n = source, extra, len(source.kept)
+        self.dim = source.dim
+
+    def chunks(self, rows: np.ndarray, size: int):
+        rows = np.asarray(rows, np.int64)
+        yield from self.source.chunks(rows[rows < self.n], size)
+        extra = rows[rows >= self.n]
+        for start in range(0, len(extra), size):
+            part = np.sort(extra[start:start + size])
+            yield part, self.extra[part - self.n]
+
+
+def add_views(config: Config, module, image_size: int, source, y: np.ndarray, train_rows: np.ndarray,
+              paths: list[Path]):
+    """(source with --augment-views views of each training row appended, labels for every row, the
+    training rows including the views). Each view is computed once and cached like plain features."""
+    settings = augment.AugmentSettings()
+    train_paths = [paths[i] for i in train_rows]
+    extra = [views.view_features(train_paths, module=module, image_size=image_size, engine=config.engine,
+                                 cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
+                                 max_pixels=config.max_pixels, view=v, seed=config.seed, settings=settings)
+             for v in range(config.augment_views)]
+    n = len(y)
+    rows = np.concatenate([train_rows, n + np.arange(len(train_rows) * len(extra))])
+    log.info("training on %d images and %d augmented views", len(train_rows), len(rows) - len(train_rows))
+    return WithViews(source, np.concatenate(extra)), np.concatenate([y, np.tile(y[train_rows], len(extra))]), rows
+
+
+def phase_two(config: Config, module, image_size: int, head, kept: dict[str, list[data.Example]], digests: dict):
+    """Phase-2 fine-tuning of the top of the backbone with the phase-1 head (updated in place); returns
+    finetune.Phase2. digests: path -> SHA-256 of the file, for the cache of activations at the cut."""
+    from retrain import finetune
+
+    batches = {name: views.file_batches([e.path for e in kept[name]], [e.label for e in kept[name]], image_size,
+                                        config.max_pixels, finetune.FineTuneSettings.batch_size)
+               for name in ("train", "validation")}
+    settings = finetune.FineTuneSettings(layers=config.fine_tune_layers, learning_rate=config.fine_tune_learning_rate,
+                                         epochs=config.fine_tune_epochs, seed=config.seed,
+                                         mixed_precision=config.mixed_precision)
+    keys = tuple([digests[e.path] for e in kept[name]] for name in ("train", "validation"))
+    return finetune.fine_tune(module.path, image_size, head, batches["train"], batches["validation"], settings,
+                              cache_dir=config.feature_cache_dir if config.use_cache else None, keys=keys)
+
+
+def export_backbone(config: Config, phase2, module, image_size: int, run_dir: Path) -> Path | None:
+    """Write the backbone without any classification layer as a TF-Hub feature-vector module: to
+    --export-module, else (when phase 2 changed it) to runs/N/feature_vector, which the export then uses.
+    Returns the folder, or None when nothing was written."""
+    from retrain import backbone
+
+    if config.export_module is None and (phase2 is None or not phase2.kept):
+        return None
+    target = Path(config.export_module) if config.export_module is not None else run_dir / "feature_vector"
+    trained = phase2.backbone if phase2 is not None else backbone.load(module.path)
+    return backbone.export_module(trained, image_size, target)
+
+
+def report(phase2) -> dict | None:
+    """Phase 2 in plain values for metrics.json, run.json and the summary."""
+    if phase2 is None:
+        return None
+    return {"kept": phase2.kept, "before": {"val_loss": phase2.before[0], "val_accuracy": phase2.before[1]},
+            "after": {"val_loss": phase2.after[0], "val_accuracy": phase2.after[1]}, "epochs": phase2.epochs,
+            "trained_blocks": phase2.trained_blocks, "seconds_per_epoch": round(phase2.seconds_per_epoch, 1)}

@@ -1,0 +1,69 @@
+"""Decoded (and, for a view index, augmented) image batches from files, and the cached features of a view.
+
+A view is an extra feature-cache namespace: the module's namespace fields with the fingerprint
+extended by the augmentation settings key and the view index, so view v of an image is computed once
+per (image bytes, module, size, settings, seed, v) and found again in later runs, like plain features.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from retrain import augment, engines, preprocess
+from retrain.cache import for_module
+from retrain.decoding import Decoder
+from retrain.features import file_digest
+
+log = logging.getLogger(__name__)
+
+
+def view_fingerprint(fingerprint: str, settings: augment.AugmentSettings, seed: int, view: int) -> str:
+    """The fingerprint field of view `view`'s cache namespace (the module's, then what made the pixels)."""
+    return f"{fingerprint}+augment-{augment.settings_key(settings)}-seed{seed}-view{view}"
+
+
+def file_batches(paths: list[Path], labels, image_size: int, max_pixels: int, batch_size: int,
+                 view: int | None = None, seed: int = 0, settings: augment.AugmentSettings | None = None):
+    """A callable yielding (float32 [B, S, S, 3] in [0, 1], int32 [B]) in path order, decoded as for
+    training and serving (retrain.decoding); with `view`, augmented as that view. A file that no longer
+    decodes is left out with its label."""
+    decode = Decoder(image_size, max_pixels)
+    labels = np.asarray(labels, np.int32)
+
+    def batches():
+        for start in range(0, len(paths), batch_size):
+            images, good = decode(paths[start:start + batch_size], [])
+            if view is not None:
+                images = augment.augment(images, view, seed, settings or augment.AugmentSettings())
+            yield images, labels[start:start + batch_size][good]
+    return batches
+
+
+def view_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path, batch_size: int,
+                  max_pixels: int, view: int, seed: int, settings: augment.AugmentSettings,
+                  preprocess_version: int = preprocess.PREPROCESS_VERSION) -> np.ndarray:
+    """float32 [len(paths), D]: the module's features of view `view` of each file, through the cache.
+
+    module has .handle, .path and .fingerprint (modules.ModuleInfo). Files are keyed by the SHA-256 of
+    their bytes, as for plain features; only the missing ones are decoded, augmented and run.
+    """
+    cache = for_module(cache_dir, module.handle or module.path, view_fingerprint(module.fingerprint, settings, seed,
+                       view), image_size, preprocess_version)
+    keys = [file_digest(p) for p in paths]
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}
+    missing = [key for key in first if key not in cache]
+    log.info("augmented view %d: %d cached, %d to compute", view, len(first) - len(missing), len(missing))
+    if missing:
+        runner = engines.open_engine(engine, module, image_size, batch_size)
+        todo = [paths[first[key]] for key in missing]
+        with cache.writer() as writer:
+            batches = file_batches(todo, np.zeros(len(todo)), image_size, max_pixels, batch_size, view, seed, settings)
+            for start, (images, _) in zip(range(0, len(todo), batch_size), batches()):
+                writer.add(missing[start:start + batch_size], runner(images))
+        cache.reload()
+    out = np.zeros([len(paths), cache.dim], np.float32)
+    for rows, features in cache.read(keys, list(range(len(keys)))):
+        out[rows] = features
+    return out

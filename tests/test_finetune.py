@@ -1,0 +1,146 @@
+"""Phase 2: kept only when it lowers validation loss, batch norm never leaves inference mode, the frozen
+bottom stays frozen, and mixed precision computes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import COLOURS
+from retrain import finetune, model, modules
+from retrain.finetune import FineTuneSettings
+
+
+def colour_arrays(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [3n, size, size, 3] jittered solid colours in [0, 1] and int32 labels [3n], one class per colour."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(COLOURS)), n).astype(np.int32)
+    colours = np.array(list(COLOURS.values()), np.float32)[labels] / 255.0
+    colours = np.clip(colours + rng.uniform(-0.05, 0.05, colours.shape), 0, 1).astype(np.float32)
+    return np.broadcast_to(colours[:, None, None, :], (len(labels), size, size, 3)).copy(), labels
+
+
+def sets(n: int = 6, seed: int = 0):
+    x, y = colour_arrays(n, seed=seed)
+    return finetune.array_batches(x[::2], y[::2], 4, seed=0), finetune.array_batches(x[1::2], y[1::2], 4)
+
+
+def values(variables) -> list[np.ndarray]:
+    return [v.numpy() for v in variables]
+
+
+def test_phase_2_that_lowers_validation_loss_is_kept(fake_module):
+    head = model.build_head(8, 3, 0.0)
+    train, val = sets()
+    result = finetune.fine_tune(str(fake_module), 16, head, train, val, FineTuneSettings(learning_rate=1e-2, epochs=4))
+    assert result.kept and result.after[0] < result.before[0]
+    assert result.trained_blocks is None  # an opaque module trains whole
+    assert not np.allclose(result.backbone.projection.numpy(), load_projection(fake_module).numpy())
+
+
+def load_projection(path):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(path)).projection
+
+
+def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module):
+    head = model.build_head(8, 3, 0.0)
+    x, y = colour_arrays(6)
+    head_before = values(head.weights)
+    # Validation labels contradict the training labels, so every step on the training set hurts it.
+    train = finetune.array_batches(x[::2], y[::2], 4, seed=0)
+    val = finetune.array_batches(x[1::2], (y[1::2] + 1) % 3, 4)
+    result = finetune.fine_tune(str(fake_module), 16, head, train, val,
+                                FineTuneSettings(learning_rate=1e-1, epochs=3, patience=1))
+    assert not result.kept and result.after == result.before
+    assert all(np.array_equal(a, b) for a, b in zip(values(head.weights), head_before))
+    assert np.array_equal(result.backbone.projection.numpy(), load_projection(fake_module).numpy())
+
+
+def test_array_batches_cover_every_row_once_in_a_fresh_order():
+    x, y = np.arange(10)[:, None], np.arange(10)
+    batches = finetune.array_batches(x, y, 3, seed=0)
+    first = [row for _, b in batches() for row in b]
+    second = [row for _, b in batches() for row in b]
+    assert sorted(first) == sorted(second) == list(range(10)) and first != second
+    assert [len(b) for _, b in finetune.array_batches(x, y, 3)()] == [3, 3, 3, 1]
+
+
+@pytest.fixture(scope="module")
+def lite0_path() -> str:
+    return modules.resolve("efficientnet_lite0")
+
+
+@pytest.mark.slow
+def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path):
+    x, y = colour_arrays(4, size=32)
+    head = model.build_head(1280, 3, 0.2)
+    batches = finetune.array_batches(x, y, 4, seed=0)
+    result = finetune.fine_tune(lite0_path, 32, head, batches, finetune.array_batches(x, y, 4),
+                                FineTuneSettings(layers=2, learning_rate=1e-3, epochs=2, patience=2))
+    assert result.trained_blocks == 2 and result.kept
+    from retrain import backbone
+
+    original = backbone.load(lite0_path)
+    tuned = result.backbone
+    # The bottom is frozen, the top moved, and no moving statistic anywhere was touched.
+    assert np.array_equal(tuned.blocks[13].project.kernel.numpy(), original.blocks[13].project.kernel.numpy())
+    assert not np.array_equal(tuned.blocks[15].project.kernel.numpy(), original.blocks[15].project.kernel.numpy())
+    for a, b in zip(tuned.variables, original.variables):
+        if "moving" in a.name:
+            assert np.array_equal(a.numpy(), b.numpy()), a.name
+
+
+@pytest.mark.slow
+def test_mixed_precision_trains_the_top_in_float16(lite0_path):
+    x, y = colour_arrays(8, size=32)
+    head = model.build_head(1280, 3, 0.0)
+    batches = finetune.array_batches(x, y, 2, seed=0)
+    result = finetune.fine_tune(lite0_path, 32, head, batches, finetune.array_batches(x, y, 8),
+                                FineTuneSettings(layers=1, learning_rate=1e-3, epochs=3, patience=3,
+                                                 mixed_precision=True))
+    assert np.isfinite(result.after[0]) and result.kept and result.after[0] < result.before[0]
+
+
+def test_a_module_without_trainable_variables_is_refused(tmp_path):
+    import tensorflow as tf
+
+    from retrain.errors import RetrainError
+
+    class Fixed(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def __call__(self, images):
+            return tf.reduce_mean(images, axis=[1, 2])
+
+    tf.saved_model.save(Fixed(), str(tmp_path / "fixed"))
+    train, val = sets()
+    with pytest.raises(RetrainError, match="trainable_variables"):
+        finetune.fine_tune(str(tmp_path / "fixed"), 16, model.build_head(3, 3, 0.0), train, val, FineTuneSettings())
+
+
+@pytest.mark.slow
+def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
+    """--augment and --fine-tune in one run, the backbone exported, then reused as --module on other data."""
+    import json
+
+    from click.testing import CliRunner
+
+    from conftest import colour_set, write_images
+    from retrain.cli import main
+
+    def run(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    b = write_images(tmp_path / "b", colour_set(n=10))
+    summary = run("--images", b, "--module", fake_module, "--output", tmp_path / "out-b", "--image-size", 24,
+                  "--epochs", 20, "--augment", "--augment-views", 2, "--fine-tune", "--fine-tune-epochs", 2,
+                  "--export-module", tmp_path / "module-b", "--json")
+    assert set(summary["fine_tune"]) >= {"kept", "before", "after", "epochs"}
+    assert (tmp_path / "module-b" / "saved_model.pb").is_file()
+    a = write_images(tmp_path / "a", {"light": [(230, 230, 230)] * 8, "dark": [(20, 20, 20)] * 8})
+    reused = run("--images", a, "--module", tmp_path / "module-b", "--output", tmp_path / "out-a", "--image-size", 24,
+                 "--epochs", 40, "--learning-rate", 0.05, "--json")
+    assert reused["accuracy"]["test"] == 1.0
+    assert reused["features"] == {"cached": 0, "extracted": 16}  # a module of its own: nothing cached under it
