@@ -7,6 +7,7 @@ solid colours perfectly and cannot learn labels that are random.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,20 @@ def serving_export(fake_module, tmp_path_factory):
     from serving_fixture import build_serving_export
 
     return build_serving_export(fake_module, tmp_path_factory.mktemp("serving"))
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty TF-Hub cache of this test's own."""
+    cache = tmp_path / "tfhub"
+    cache.mkdir()
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Name lookups fail at once, as on a machine without network (no real DNS query is made)."""
+    def refuse(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

@@ -12,20 +12,7 @@ from retrain.errors import RetrainError
 MOBILENET = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
 
 
-@pytest.fixture(autouse=True)
-def hub_cache(tmp_path, monkeypatch):
-    cache = tmp_path / "tfhub"
-    cache.mkdir()
-    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
-    return cache
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Name lookups fail at once, as on a machine without network."""
-    def refuse(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+pytestmark = pytest.mark.usefixtures("hub_cache")  # every test here gets an empty TF-Hub cache
 
 
 @pytest.mark.parametrize("handle", [MOBILENET, "mobilenet_v2_100_224",

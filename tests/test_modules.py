@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 
 import pytest
 
@@ -11,23 +10,6 @@ from retrain import catalog, modules
 from retrain.errors import RetrainError
 
 MOBILENET = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An empty TF-Hub cache of this test's own."""
-    cache = tmp_path / "tfhub"
-    cache.mkdir()
-    monkeypatch.setenv("TFHUB_CACHE_DIR", str(cache))
-    return cache
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Name lookups fail, as on a machine without network."""
-    def refuse(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def cache_copy(cache, handle, module):
