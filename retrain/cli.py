@@ -60,7 +60,7 @@ _MEANINGLESS = (
     ("augment", lambda p: p["no_cache"], "with --no-cache; views are computed once and cached", "one of the two"),
     ("augment_views", lambda p: not p["augment"], "without --augment, whose views it counts", "--augment too"),
     *((name, lambda p: not p["fine_tune"], "without --fine-tune, which it sets", "--fine-tune too")
-      for name in ("fine_tune_layers", "fine_tune_learning_rate", "fine_tune_epochs", "mixed_precision")),
+      for name in ("fine_tune_layers", "fine_tune_learning_rate", "fine_tune_epochs", "mixed_precision", "strategy")),
 )
 
 

@@ -89,6 +89,8 @@ class Config:
     fine_tune_epochs: int = 5
     # float16 compute in the fine-tuned blocks (mixed_float16 for GPUs; on a CPU only slower).
     mixed_precision: bool = False
+    # tf.distribute strategy of phase 2: default (one process), mirrored (this machine's GPUs), multi-worker.
+    strategy: str = "default"
     # Also write the backbone (fine-tuned when phase 2 kept it) as a TF-Hub feature-vector module here.
     export_module: Path | None = None
     # Any file the scan would skip is an error instead: for data sets that must be used whole.

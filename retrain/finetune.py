@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from retrain import backbone as bb
-from retrain import cutcache, model, modules, preprocess
+from retrain import cutcache, distribute, model, modules, preprocess, stop
 from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class _Loop:
         self.optimizer.build(variables)  # slots made here, not inside the traced step
         self.optimizer = model.loss_scaled(self.optimizer) if mixed else self.optimizer
         self.loss = model.cross_entropy()
+        self.per_example = model.cross_entropy(per_example=True)
+        self.strategy = distribute.current()
         self.step = tf.function(self._step, reduce_retracing=True)
         self.stats = tf.function(self._stats, reduce_retracing=True)
 
@@ -122,8 +124,12 @@ class _Loop:
         return self.head(features, training=training)  # the head's dropout follows `training`; batch norm never
 
     def _step(self, x, y):
+        """One update on batch (x, y), in a replica: every replica has the same batch, so the mean over
+        all of them is the single-process loss and the averaged gradients the single-process ones."""
+        replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss = self.loss(y, self._scores(x, True))
+            loss = tf.nn.compute_average_loss(self.per_example(y, self._scores(x, True)),
+                                              global_batch_size=tf.shape(y)[0] * replicas)
             scaled = self.optimizer.get_scaled_loss(loss) if self.dtype == tf.float16 else loss
         grads = tape.gradient(scaled, self.variables)
         if self.dtype == tf.float16:
@@ -146,7 +152,7 @@ class _Loop:
 
     def epoch(self, batches: Batches) -> None:
         for x, y in batches():
-            self.step(tf.constant(x), tf.constant(y, tf.int32))
+            self.strategy.run(self.step, args=(tf.constant(x), tf.constant(y, tf.int32)))
 
 
 def fine_tune(module_path: str, image_size: int, head, train: Batches, val: Batches, settings: FineTuneSettings,
@@ -159,21 +165,22 @@ def fine_tune(module_path: str, image_size: int, head, train: Batches, val: Batc
     validation file, in batch order) the activations at the cut are kept in the cache between runs.
     """
     model.set_seed(settings.seed)
-    backbone = bb.load(module_path)
-    start = time.perf_counter()
     caches = None if cache_dir is None or keys is None else (lambda cut: (cutcache.open_cut_cache(
         cache_dir, str(module_path), modules.fingerprint(module_path), image_size, preprocess.PREPROCESS_VERSION,
         cut), *keys))
-    forward, variables, train_set, val_set, blocks = _plan(backbone, settings, train, val, caches)
-    cut_seconds = time.perf_counter() - start
-    mixed = settings.mixed_precision and bb.block_count(backbone) is not None  # float16 needs our own ops
-    if settings.mixed_precision and not mixed:
-        log.info("--mixed-precision: this module is opaque; it computes in float32")
-    loop = _Loop(forward, head, variables + list(head.trainable_variables), settings, mixed)
+    with distribute.current().scope():  # variables made here are mirrored across replicas
+        backbone, head_copy, start = bb.load(module_path), model.copy(head), time.perf_counter()
+        forward, variables, train_set, val_set, blocks = _plan(backbone, settings, train, val, caches)
+        cut_seconds = time.perf_counter() - start
+        mixed = settings.mixed_precision and bb.block_count(backbone) is not None  # float16 needs our own ops
+        if settings.mixed_precision and not mixed:
+            log.info("--mixed-precision: this module is opaque; it computes in float32")
+        loop = _Loop(forward, head_copy, variables + list(head_copy.trainable_variables), settings, mixed)
     before = best = loop.evaluate(val_set)
     log.info("phase 2 starts from validation loss %.4f, accuracy %.3f", *before)
     best_epoch, saved, seconds, epoch = 0, [v.numpy() for v in loop.variables], [], 0
     for epoch in range(1, settings.epochs + 1):
+        stop.check()
         start = time.perf_counter()
         loop.epoch(train_set)
         seconds.append(time.perf_counter() - start)
@@ -186,11 +193,10 @@ def fine_tune(module_path: str, image_size: int, head, train: Batches, val: Batc
             break
     for variable, value in zip(loop.variables, saved):
         variable.assign(value)
-    if best_epoch:
-        log.info("phase 2 kept epoch %d: validation loss %.4f -> %.4f, accuracy %.3f -> %.3f", best_epoch,
-                 before[0], best[0], before[1], best[1])
-    else:
-        log.info("phase 2 did not lower validation loss (%.4f); keeping the phase-1 model", before[0])
+    log.info(f"phase 2 kept epoch {best_epoch}: validation loss {before[0]:.4f} -> {best[0]:.4f}, accuracy "
+             f"{before[1]:.3f} -> {best[1]:.3f}" if best_epoch else
+             f"phase 2 did not lower validation loss ({before[0]:.4f}); keeping the phase-1 model")
+    head.set_weights(head_copy.get_weights())  # the caller's head: phase 2's weights when kept, else phase 1's
     return Phase2(backbone=backbone, head=head, kept=best_epoch > 0, before=before, after=best, epochs=epoch,
                   seconds_per_epoch=float(np.mean(seconds[1:] or seconds or [0.0])), cut_seconds=cut_seconds,
                   trained_blocks=blocks)

@@ -44,9 +44,18 @@ def adam(learning_rate: float) -> tf_keras.optimizers.Optimizer:
     return tf_keras.optimizers.Adam(learning_rate)
 
 
-def cross_entropy() -> tf_keras.losses.Loss:
-    """Mean cross-entropy of integer labels [B] against softmax scores [B, K] (weighted by sample_weight)."""
-    return tf_keras.losses.SparseCategoricalCrossentropy()
+def cross_entropy(per_example: bool = False) -> tf_keras.losses.Loss:
+    """Cross-entropy of integer labels [B] against softmax scores [B, K] (weighted by sample_weight): their
+    mean, or with per_example the [B] losses themselves (what tf.distribute's average over replicas takes)."""
+    reduction = tf_keras.losses.Reduction.NONE if per_example else tf_keras.losses.Reduction.AUTO
+    return tf_keras.losses.SparseCategoricalCrossentropy(reduction=reduction)
+
+
+def copy(model: tf_keras.Model) -> tf_keras.Model:
+    """A new model of the same layers and weights (made in the caller's tf.distribute scope, if any)."""
+    twin = tf_keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def loss_scaled(optimizer: tf_keras.optimizers.Optimizer) -> tf_keras.optimizers.Optimizer:

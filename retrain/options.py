@@ -8,6 +8,7 @@ open share ((0, 1)), fraction ([0, 1]), rate (> 0), points (>= 0).
 from __future__ import annotations
 
 from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS
+from retrain.distribute import STRATEGIES
 
 TRAINING = {
     "--images": ("path", "Folder with one sub-folder of images per class."),
@@ -41,6 +42,8 @@ TRAINING = {
     "--augment": ("flag", "Also train the new layer on cached augmented views of each training image."),
     "--fine-tune": ("flag", "Then train the top of the backbone with the new layer at a low rate (batch norm "
                             "frozen); kept only if validation loss drops."),
+    "--strategy": (STRATEGIES, "tf.distribute for --fine-tune: mirrored uses this machine's GPUs, multi-worker "
+                               "the workers in TF_CONFIG (each runs the command with its own --output)."),
     "--mixed-precision": ("flag", "float16 in the fine-tuned blocks (for GPUs; slower on a CPU)."),
     "--strict": ("flag", "Stop with an error if any file would be skipped."),
     "--dry-run": ("flag", "Scan and split, write split.csv and skipped.csv, then stop before any module loads."),

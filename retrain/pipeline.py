@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import data, inputs, metrics, native, runs, split, tuning
+from retrain import data, distribute, inputs, metrics, native, runs, split, tuning
 from retrain.config import Config
 from retrain.errors import RetrainError
 
@@ -62,6 +62,8 @@ def run(config: Config) -> Result:
                       for n, part in parts.items()}, {}, "", 0, "", clock.lap("scan"), found.skipped)
     clock.lap("scan")
     native.import_tensorflow()  # only now: input errors above print alone, without its start-up noise
+    if config.fine_tune:
+        distribute.make(config.strategy)  # first: collective ops are set up before any other TensorFlow work
     from retrain import modules
 
     module = modules.load_info(config.module)
