@@ -42,9 +42,3 @@ def current():
     import tensorflow as tf
 
     return _made[0] if _made else tf.distribute.get_strategy()
-
-
-def is_chief() -> bool:
-    """Whether this process writes the run's results: always, except a multi-worker task other than 0."""
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
-    return not _made or task.get("type", "worker") in ("chief", "worker") and int(task.get("index", 0)) == 0

@@ -81,7 +81,8 @@ def run(config: Config) -> Result:
             module = modules.load_info(str(adapted))
             source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
             scored, _ = _score(trained.head, source, examples, parts)
-        clock.lap("fine-tune")
+        if tuned is not None:
+            clock.lap("fine-tune")
     focus = "test" if len(scored["test"].y_true) else "validation"
     accuracy = float(np.mean(scored[focus].scores.argmax(1) == scored[focus].y_true))
     published = config.min_accuracy is None or accuracy >= config.min_accuracy
