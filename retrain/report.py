@@ -40,9 +40,9 @@ def write_json(path: Path, obj) -> None:
 
 def versions() -> dict[str, str]:
     """Versions of Python and the packages a run depends on, read from package metadata (no imports)."""
-    import retrain  # the package's own version, not whichever copy is installed
+    from retrain.version import __version__  # this copy's version, not whichever is installed
 
-    found = {"python": platform.python_version(), "retrain": retrain.__version__}
+    found = {"python": platform.python_version(), "retrain": __version__}
     for package in ("tensorflow", "tf-keras", "tensorflow-hub", "ai-edge-litert", "numpy"):
         try:
             found[package] = metadata.version(package)
