@@ -3,9 +3,9 @@
 The new layer on cached features trains in one process (milliseconds per epoch); only phase 2 runs
 through the backbone and is worth spreading. `mirrored` uses every GPU of this machine (one CPU replica
 without one); `multi-worker` joins the workers named in TF_CONFIG, each running the same command with its
-own --output (the chief's, task 0, is the one to serve). Every replica sees the same batches in the same
-order, so gradients average to the single-process ones and every worker takes the same early-stopping
-decisions without talking about them.
+own --output (the chief's, task 0, is the one to serve). Every worker reads the same global batches in
+the same order and each replica trains on its share of each, so the all-reduced gradients are the
+single-process ones and every worker takes the same early-stopping decisions without talking about them.
 """
 from __future__ import annotations
 

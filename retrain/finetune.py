@@ -16,21 +16,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from retrain import backbone as bb
-from retrain import cutcache, distribute, model, modules, preprocess, stop
+from retrain import cutcache, distribute, model, modules, preprocess, stop, views
 from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
-
-# A labelled set: a callable returning an iterable of (float32 images [B, S, S, 3] in [0, 1], int labels [B]).
-Batches = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
-
 
 @dataclasses.dataclass(frozen=True)
 class FineTuneSettings:
@@ -66,19 +61,7 @@ class Phase2:
     trained_blocks: int | None     # blocks that trained; None: the whole backbone
 
 
-def array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None = None) -> Batches:
-    """Batches over in-memory arrays; with a seed, a fresh shuffled order on every call."""
-    rng = np.random.default_rng(seed)
-
-    def batches():
-        order = rng.permutation(len(labels)) if seed is not None else np.arange(len(labels))
-        for start in range(0, len(order), batch_size):
-            rows = np.sort(order[start:start + batch_size])
-            yield images[rows], labels[rows]
-    return batches
-
-
-def _plan(backbone, settings: FineTuneSettings, train: Batches, val: Batches, caches):
+def _plan(backbone, settings: FineTuneSettings, train: views.Batches, val: views.Batches, caches):
     """(forward(x) -> features, trained backbone variables, train batches, val batches, blocks or None).
 
     caches: None, or cut -> (FeatureCache, train keys, val keys) for the activations at the cut."""
@@ -100,8 +83,8 @@ def _plan(backbone, settings: FineTuneSettings, train: Batches, val: Batches, ca
     top = [*backbone.blocks[cut:], backbone.head]
     variables = [v for m in top for v in m.trainable_variables]
     return ((lambda x: backbone.top(x, cut, training=False)), variables,
-            array_batches(x_train, y_train, settings.batch_size, settings.seed),
-            array_batches(x_val, y_val, settings.batch_size), settings.layers)
+            views.array_batches(x_train, y_train, settings.batch_size, settings.seed),
+            views.array_batches(x_val, y_val, settings.batch_size), settings.layers)
 
 
 class _Loop:
@@ -123,13 +106,12 @@ class _Loop:
         features = tf.cast(self.forward(tf.cast(x, self.dtype)), tf.float32)
         return self.head(features, training=training)  # the head's dropout follows `training`; batch norm never
 
-    def _step(self, x, y):
-        """One update on batch (x, y), in a replica: every replica has the same batch, so the mean over
-        all of them is the single-process loss and the averaged gradients the single-process ones."""
-        replicas = self.strategy.num_replicas_in_sync
+    def _step(self, x, y, size):
+        """One update, in one replica, on its share (x, y) of a global batch of `size` rows: losses are
+        summed over the share and divided by `size`, so the gradients all-reduced over the replicas are
+        the single-process gradients of the whole batch."""
         with tf.GradientTape() as tape:
-            loss = tf.nn.compute_average_loss(self.per_example(y, self._scores(x, True)),
-                                              global_batch_size=tf.shape(y)[0] * replicas)
+            loss = tf.nn.compute_average_loss(self.per_example(y, self._scores(x, True)), global_batch_size=size)
             scaled = self.optimizer.get_scaled_loss(loss) if self.dtype == tf.float16 else loss
         grads = tape.gradient(scaled, self.variables)
         if self.dtype == tf.float16:
@@ -142,7 +124,7 @@ class _Loop:
         hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=1, output_type=tf.int32), y), tf.float32))
         return self.loss(y, scores) * tf.cast(tf.shape(y)[0], tf.float32), hits
 
-    def evaluate(self, batches: Batches) -> tuple[float, float]:
+    def evaluate(self, batches: views.Batches) -> tuple[float, float]:
         """(mean cross-entropy, accuracy in [0, 1]) over the set, no dropout, batch norm in inference mode."""
         loss = hits = count = 0.0
         for x, y in batches():
@@ -150,13 +132,23 @@ class _Loop:
             loss, hits, count = loss + float(batch_loss), hits + float(batch_hits), count + len(y)
         return loss / count, hits / count
 
-    def epoch(self, batches: Batches) -> None:
+    def _share(self, rows: np.ndarray):
+        """Replica r of R takes rows r::R of a global batch (every worker reads the same batches)."""
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(rows[ctx.replica_id_in_sync_group::ctx.num_replicas_in_sync]))
+
+    def epoch(self, batches: views.Batches) -> None:
+        replicas = self.strategy.num_replicas_in_sync
         for x, y in batches():
-            self.strategy.run(self.step, args=(tf.constant(x), tf.constant(y, tf.int32)))
+            if len(y) < replicas:  # a remainder too small to give every replica a row: left out
+                continue
+            self.strategy.run(self.step, args=(self._share(x), self._share(np.asarray(y, np.int32)),
+                                               tf.constant(len(y), tf.int32)))
 
 
-def fine_tune(module_path: str, image_size: int, head, train: Batches, val: Batches, settings: FineTuneSettings,
-              cache_dir: Path | None = None, keys: tuple[list[str], list[str]] | None = None) -> Phase2:
+def fine_tune(module_path: str, image_size: int, head, train: views.Batches, val: views.Batches,
+              settings: FineTuneSettings, cache_dir: Path | None = None,
+              keys: tuple[list[str], list[str]] | None = None) -> Phase2:
     """Phase 2 on the module at module_path with the phase-1 head (a tf_keras model: features -> softmax).
 
     train/val yield image_size images. Early stopping on validation loss with the best epoch's weights

@@ -1,4 +1,4 @@
-"""Decoded (and, for a view index, augmented) image batches from files, and the cached features of a view.
+"""Labelled image batches (from arrays, or decoded and augmented from files), and the cached features of a view.
 
 A view is an extra feature-cache namespace: the module's namespace fields with the fingerprint
 extended by the augmentation settings key and the view index, so view v of an image is computed once
@@ -7,6 +7,7 @@ per (image bytes, module, size, settings, seed, v) and found again in later runs
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,21 @@ from retrain.decoding import Decoder
 from retrain.features import file_digest
 
 log = logging.getLogger(__name__)
+
+# A labelled set: a callable returning an iterable of (float32 images [B, S, S, 3] in [0, 1], int labels [B]).
+Batches = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+
+def array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None = None) -> Batches:
+    """Batches over in-memory arrays; with a seed, a fresh shuffled order on every call."""
+    rng = np.random.default_rng(seed)
+
+    def batches():
+        order = rng.permutation(len(labels)) if seed is not None else np.arange(len(labels))
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start:start + batch_size])
+            yield images[rows], labels[rows]
+    return batches
 
 
 def view_fingerprint(fingerprint: str, settings: augment.AugmentSettings, seed: int, view: int) -> str:

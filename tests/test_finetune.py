@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import COLOURS
-from retrain import finetune, model, modules
+from retrain import finetune, model, modules, views
 from retrain.finetune import FineTuneSettings
 
 
@@ -21,7 +21,7 @@ def colour_arrays(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np
 
 def sets(n: int = 6, seed: int = 0):
     x, y = colour_arrays(n, seed=seed)
-    return finetune.array_batches(x[::2], y[::2], 4, seed=0), finetune.array_batches(x[1::2], y[1::2], 4)
+    return views.array_batches(x[::2], y[::2], 4, seed=0), views.array_batches(x[1::2], y[1::2], 4)
 
 
 def values(variables) -> list[np.ndarray]:
@@ -49,8 +49,8 @@ def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module):
     x, y = colour_arrays(6)
     head_before = values(head.weights)
     # Validation labels contradict the training labels, so every step on the training set hurts it.
-    train = finetune.array_batches(x[::2], y[::2], 4, seed=0)
-    val = finetune.array_batches(x[1::2], (y[1::2] + 1) % 3, 4)
+    train = views.array_batches(x[::2], y[::2], 4, seed=0)
+    val = views.array_batches(x[1::2], (y[1::2] + 1) % 3, 4)
     result = finetune.fine_tune(str(fake_module), 16, head, train, val,
                                 FineTuneSettings(learning_rate=1e-1, epochs=3, patience=1))
     assert not result.kept and result.after == result.before
@@ -60,11 +60,11 @@ def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module):
 
 def test_array_batches_cover_every_row_once_in_a_fresh_order():
     x, y = np.arange(10)[:, None], np.arange(10)
-    batches = finetune.array_batches(x, y, 3, seed=0)
+    batches = views.array_batches(x, y, 3, seed=0)
     first = [row for _, b in batches() for row in b]
     second = [row for _, b in batches() for row in b]
     assert sorted(first) == sorted(second) == list(range(10)) and first != second
-    assert [len(b) for _, b in finetune.array_batches(x, y, 3)()] == [3, 3, 3, 1]
+    assert [len(b) for _, b in views.array_batches(x, y, 3)()] == [3, 3, 3, 1]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +76,8 @@ def lite0_path() -> str:
 def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path):
     x, y = colour_arrays(4, size=32)
     head = model.build_head(1280, 3, 0.2)
-    batches = finetune.array_batches(x, y, 4, seed=0)
-    result = finetune.fine_tune(lite0_path, 32, head, batches, finetune.array_batches(x, y, 4),
+    batches = views.array_batches(x, y, 4, seed=0)
+    result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 4),
                                 FineTuneSettings(layers=2, learning_rate=1e-3, epochs=2, patience=2))
     assert result.trained_blocks == 2 and result.kept
     from retrain import backbone
@@ -96,8 +96,8 @@ def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path):
 def test_mixed_precision_trains_the_top_in_float16(lite0_path):
     x, y = colour_arrays(8, size=32)
     head = model.build_head(1280, 3, 0.0)
-    batches = finetune.array_batches(x, y, 2, seed=0)
-    result = finetune.fine_tune(lite0_path, 32, head, batches, finetune.array_batches(x, y, 8),
+    batches = views.array_batches(x, y, 2, seed=0)
+    result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 8),
                                 FineTuneSettings(layers=1, learning_rate=1e-3, epochs=3, patience=3,
                                                  mixed_precision=True))
     assert np.isfinite(result.after[0]) and result.kept and result.after[0] < result.before[0]
