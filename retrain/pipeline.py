@@ -55,6 +55,8 @@ def run(config: Config) -> Result:
     found = inputs.read(config)
     labels, parts = found.labels, found.parts
     version, run_dir = runs.reserve(config.output_dir)
+    if config.use_cache and not isinstance(config.feature_cache_dir, str):  # a URL is checked when opened
+        runs.writable(config.feature_cache_dir, "--cache-dir")
     split.write_split_csv(run_dir / "split.csv", parts, labels)
     data.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
     if config.dry_run:

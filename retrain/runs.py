@@ -49,12 +49,22 @@ def reserve(output: Path) -> tuple[int, Path]:
                 break
             except FileExistsError:
                 version += 1
-        run_dir = output / "runs" / str(version)
-        fs.write_atomic(run_dir / ".write-check", "ok").unlink()
     except OSError as e:
         raise RetrainError(f"--output: cannot write to {output} ({e.strerror or e}); "
                            "expected a writable folder") from None
+    run_dir = output / "runs" / str(version)
+    writable(run_dir, "--output")
     return version, run_dir
+
+
+def writable(folder: Path, option: str) -> None:
+    """Raise RetrainError naming `option` unless a file can be written in `folder` (made if missing)."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fs.write_atomic(Path(folder) / ".write-check", "ok").unlink()
+    except OSError as e:
+        raise RetrainError(f"{option}: cannot write to {folder} ({e.strerror or e}); "
+                           "expected a writable folder") from None
 
 
 def _bytes_under(folder: Path) -> int:

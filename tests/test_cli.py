@@ -74,6 +74,14 @@ def test_unwritable_output_is_refused_before_training(tmp_path, fake_module):
     assert blocker.read_text().startswith("a file")
 
 
+def test_unwritable_cache_is_refused_before_training(tmp_path, fake_module):
+    root = write_images(tmp_path / "imgs", colour_set(n=3))
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should go")
+    result = invoke("--images", root, "--module", fake_module, "--output", tmp_path / "o", "--cache-dir", blocker)
+    _one_line_error(result, 1, f"--cache-dir: cannot write to {blocker}")
+
+
 def test_image_size_conflict_names_both_sizes(tmp_path, fixed_module):
     root = write_images(tmp_path / "imgs", colour_set(n=3))
     result = invoke("--images", root, "--module", fixed_module, "--image-size", 64, "--output", tmp_path / "o")
