@@ -19,7 +19,7 @@ SCRIPT = Path(__file__).with_name("serve_check.py")
 
 def run_script(version_dir: Path, samples_dir: Path, *extra: str) -> tuple[int, dict, str]:
     result = subprocess.run([sys.executable, str(SCRIPT), str(version_dir), str(samples_dir), *extra],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True)
     last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "{}"
     return result.returncode, json.loads(last), result.stderr[-3000:]
 
