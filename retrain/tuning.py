@@ -29,12 +29,14 @@ class WithViews:
         self.dim = source.dim
 
     def chunks(self, rows: np.ndarray, size: int):
+        """Chunks of `rows` in their order, originals and views mixed as they come (a trainer's shuffle)."""
         rows = np.asarray(rows, np.int64)
-        yield from self.source.chunks(rows[rows < self.n], size)
-        extra = rows[rows >= self.n]
-        for start in range(0, len(extra), size):
-            part = np.sort(extra[start:start + size])
-            yield part, self.extra[part - self.n]
+        for start in range(0, len(rows), size):
+            part = rows[start:start + size]
+            originals = [(read, x) for read, x in self.source.chunks(part[part < self.n], size)]
+            views = part[part >= self.n]
+            yield (np.concatenate([read for read, _ in originals] + [views]),
+                   np.concatenate([x for _, x in originals] + [self.extra[views - self.n]]))
 
 
 def add_views(config: Config, module, image_size: int, source, y: np.ndarray, train_rows: np.ndarray,

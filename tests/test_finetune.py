@@ -145,3 +145,24 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
                  "--epochs", 40, "--learning-rate", 0.05, "--json")
     assert reused["accuracy"]["test"] == 1.0
     assert reused["features"] == {"cached": 0, "extracted": 16}  # a module of its own: nothing cached under it
+
+
+def test_views_mix_with_the_originals_in_every_chunk():
+    from retrain.matrix import FeatureMatrix
+    from retrain.tuning import WithViews
+
+    class Source:  # what features.extract returns, reduced to what WithViews reads
+        def __init__(self, matrix):
+            self.matrix, self.kept, self.dim = matrix, np.ones(len(matrix), bool), matrix.dim
+
+        def chunks(self, rows, size):
+            return self.matrix.chunks(rows, size)
+
+    matrix = FeatureMatrix(4, 2, None)
+    matrix.put(np.arange(4), np.arange(8, dtype=np.float32).reshape(4, 2))
+    views = WithViews(Source(matrix), np.full((4, 2), -1.0, np.float32))
+    (rows, x), (rows2, x2) = views.chunks(np.array([5, 0, 7, 3, 4, 1, 2, 6]), 4)
+    assert sorted(rows.tolist()) == [0, 3, 5, 7] and sorted(rows2.tolist()) == [1, 2, 4, 6]
+    for read, features in ((rows, x), (rows2, x2)):
+        for row, feature in zip(read.tolist(), features):
+            assert feature.tolist() == ([-1.0, -1.0] if row >= 4 else [2.0 * row, 2.0 * row + 1])
