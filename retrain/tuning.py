@@ -1,7 +1,8 @@
 """The optional steps around the new layer: augmented views of the training images, phase-2 fine-tuning,
 and the backbone exported as a feature-vector module of your own (train on B, reuse on A).
 
-Each takes the run's plain values and returns plain values; pipeline.run decides when they run.
+Each takes the run's plain values and returns plain values; pipeline.run decides when they run. The
+TensorFlow-side modules are imported inside the functions: the input checks must stay TensorFlow-free.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import augment, data, views
+from retrain import data
 from retrain.config import Config
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def add_views(config: Config, module, image_size: int, source, y: np.ndarray, tr
               paths: list[Path]):
     """(source with --augment-views views of each training row appended, labels for every row, the
     training rows including the views). Each view is computed once and cached like plain features."""
+    from retrain import augment, views
+
     settings = augment.AugmentSettings()
     train_paths = [paths[i] for i in train_rows]
     extra = [views.view_features(train_paths, module=module, image_size=image_size, engine=config.engine,
@@ -58,7 +61,7 @@ def add_views(config: Config, module, image_size: int, source, y: np.ndarray, tr
 def phase_two(config: Config, module, image_size: int, head, kept: dict[str, list[data.Example]], digests: dict):
     """Phase-2 fine-tuning of the top of the backbone with the phase-1 head (updated in place); returns
     finetune.Phase2. digests: path -> SHA-256 of the file, for the cache of activations at the cut."""
-    from retrain import finetune
+    from retrain import finetune, views
 
     batches = {name: views.file_batches([e.path for e in kept[name]], [e.label for e in kept[name]], image_size,
                                         config.max_pixels, finetune.FineTuneSettings.batch_size)

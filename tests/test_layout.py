@@ -82,3 +82,14 @@ def test_only_cli_imports_click_and_only_model_imports_keras():
             assert "import click" not in text, path.name
         if name != "model":
             assert "import tf_keras" not in text and "tensorflow_hub as hub" not in text, path.name
+
+
+def test_the_command_line_and_the_recipe_import_without_tensorflow():
+    """Input errors print before TensorFlow's seconds of start-up: cli, pipeline and inputs must not load it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import retrain.cli, retrain.pipeline, retrain.inputs; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-1500:]
