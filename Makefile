@@ -20,11 +20,12 @@ demo: $(BIN)/retrain
 lint: $(BIN)/retrain
 	$(BIN)/ruff check retrain tests bench
 
+# -n 2: one test process per core (pytest-xdist); each test is independent of the others.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2
 
 bench: $(BIN)/retrain
 	bash bench/run.sh
