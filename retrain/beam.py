@@ -21,7 +21,7 @@ from retrain import data, storage
 from retrain.beam_pipeline import METRICS, build
 from retrain.beam_worker import WorkerSpec
 from retrain.cache import FeatureCache, for_module
-from retrain.errors import RetrainError
+from retrain.errors import RetrainError, printable
 
 log = logging.getLogger(__name__)
 
@@ -145,4 +145,4 @@ def _log_summary(result: dict) -> None:
              *(f"{result[k]:,}" for k in ("listed", "cached", "duplicates", "extracted", "skipped")),
              result["seconds"], f"{result['entries']:,}", result["namespace"])
     for line in result["skipped_files"]:
-        log.warning("skipped %s", line)  # "skipped <path>: <reason>", as a local run says it (errors.skip_line)
+        log.warning("%s", printable(f"skipped {line}"))  # "skipped <path>: <reason>", as a local run says it

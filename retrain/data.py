@@ -14,7 +14,7 @@ from pathlib import Path
 
 from retrain import formats
 from retrain.errors import RetrainError, skip_line
-from retrain.skipped import counts, printable, write_skipped_csv
+from retrain.skipped import counts, write_skipped_csv
 from retrain.walk import Walk, is_debris, is_folder, real_path, walk
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def _check_classes(images: Path, result: Scan) -> None:
 
 def _log_summary(images: Path, result: Scan, duplicates: int) -> None:
     for rel, reason in result.skipped:  # the same line a file gets when a later stage skips it
-        log.info(skip_line(images / printable(rel), reason))
+        log.info(skip_line(images / rel, reason))
     line = f"found {len(result.examples)} images in {len(result.labels)} classes ({', '.join(result.labels)})"
     if result.skipped:
         line += f"; skipped {len(result.skipped)}: {counts(result.skipped)}"

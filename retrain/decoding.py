@@ -55,8 +55,3 @@ class Decoder:
 def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
     skipped.append((path, why))
     log.warning(skip_line(path, why))
-
-
-def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
-    skipped.append((path, why))
-    log.warning(skip_line(path, why))

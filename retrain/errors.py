@@ -42,9 +42,15 @@ def reason(error: BaseException) -> str:
     return (line or type(error).__name__)[:MAX_REASON]
 
 
+def printable(text) -> str:
+    """Text (a path, a line naming one) as valid UTF-8: bytes of a file name that are not UTF-8 (Python's
+    surrogate escapes) become \\xNN, so the text can be logged, printed or written anywhere."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def skip_line(path, why: str) -> str:
-    """How every stage reports a file it leaves out: extraction, --no-cache training, evaluate."""
-    return f"skipped {path}: {why}"
+    """How every stage reports a file it leaves out: scan, extraction, --no-cache training, evaluate, Beam."""
+    return printable(f"skipped {path}: {why}")
 
 
 # Write failures a user fixes by freeing space or lifting a limit, as errno values and TensorFlow's words.

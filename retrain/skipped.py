@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from retrain import errors
+
 
 def counts(skipped: list[tuple[str, str]]) -> str:
     """'3 truncated, 2 unsupported format (TIFF)': skips per category (the text before ':'), commonest first."""
@@ -20,7 +22,7 @@ def counts(skipped: list[tuple[str, str]]) -> str:
 
 def printable(rel: str) -> str:
     """A path as valid UTF-8 text: bytes of a name that are not UTF-8 (surrogate escapes) become \\xNN."""
-    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+    return errors.printable(rel)
 
 
 def write_skipped_csv(path: Path, skipped: list[tuple[str, str]]) -> None:
