@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import collections
 import csv
-import os
-import tempfile
+import io
 from pathlib import Path
 
-from retrain import errors
+from retrain import errors, fs
 
 
 def counts(skipped: list[tuple[str, str]]) -> str:
@@ -26,20 +25,10 @@ def printable(rel: str) -> str:
 
 
 def write_skipped_csv(path: Path, skipped: list[tuple[str, str]]) -> None:
-    """Write `path,reason` rows (header first) atomically: a temporary file in the same folder, then os.replace.
-
-    Paths that are not valid UTF-8 are written with \\xNN escapes, so the file stays UTF-8.
-    """
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", dir=path.parent,
-                                     prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-        try:
-            writer = csv.writer(f)
-            writer.writerow(["path", "reason"])
-            writer.writerows((printable(rel), reason) for rel, reason in skipped)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
+    """Write `path,reason` rows (header first) atomically (retrain.fs). Paths that are not valid UTF-8 are
+    written with \\xNN escapes, so the file stays UTF-8."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    writer.writerows((printable(rel), reason) for rel, reason in skipped)
+    fs.write_atomic(Path(path), text.getvalue())
