@@ -51,25 +51,28 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def open_cache(cache_dir, module, image_size: int) -> FeatureCache:
-    """The cache namespace of this module at this size and preprocessing (the one Beam workers fill too)."""
-    return for_module(cache_dir, module.handle or module.path, module.fingerprint, image_size,
+def open_cache(cache_dir, module, image_size: int, variant: str = "") -> FeatureCache:
+    """The cache namespace of this module at this size and preprocessing (the one Beam workers fill too);
+    a variant (an augmented view) extends the module's fingerprint, so it gets a namespace of its own."""
+    return for_module(cache_dir, module.handle or module.path, module.fingerprint + variant, image_size,
                       preprocess.PREPROCESS_VERSION)
 
 
 def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
-            batch_size: int, max_pixels: int, workdir: Path) -> Extraction:
+            batch_size: int, max_pixels: int, workdir: Path, variant: str = "", transform=None) -> Extraction:
     """Features of `paths` in their order, duplicates included, through the cache when cache_dir is set.
 
     module has .handle, .path (local SavedModel), .fingerprint and .feature_dim; engine is auto|litert|tf;
     workdir is where a large matrix is kept (the caller owns it). Files that do not decode are skipped
     (and logged once each); they are never cached, so a fixed file is picked up by the next run.
+    transform, with a variant naming it in the cache: decoded pixels float32 [n, S, S, 3] -> the same
+    shape, before the module (an augmented view).
     """
     digests = [file_digest(path) for path in paths]
     rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
     for i, digest in enumerate(digests):
         rows.setdefault(digest, []).append(i)
-    cache = open_cache(cache_dir, module, image_size) if cache_dir is not None else None
+    cache = open_cache(cache_dir, module, image_size, variant) if cache_dir is not None else None
     missing = [key for key in rows if cache is None or key not in cache]
     cached = [key for key in rows if cache is not None and key in cache]
     n_cached, n_missing = (sum(len(rows[k]) for k in keys) for keys in (cached, missing))
@@ -84,7 +87,8 @@ def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_di
     if missing:
         items = [(key, paths[rows[key][0]]) for key in missing]
         with cache.writer() if cache is not None else nullcontext() as writer:
-            for keys, features in run_batches(runner, items, image_size, batch_size, max_pixels, result.skipped):
+            for keys, features in run_batches(runner, items, image_size, batch_size, max_pixels, result.skipped,
+                                              transform):
                 dest = np.concatenate([rows[key] for key in keys])  # duplicates get their first path's row
                 result.matrix.put(dest, np.repeat(features, [len(rows[key]) for key in keys], axis=0))
                 result.kept[dest] = True
@@ -95,7 +99,7 @@ def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_di
 
 
 def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int,
-                skipped: list[tuple[Path, str]]):
+                skipped: list[tuple[Path, str]], transform=None):
     """Yield (keys, float32 [n, D]) batch by batch for the items (key, path) that decode.
 
     Serial on purpose. The engine already keeps every core busy (XNNPACK runs one thread per core), so a
@@ -111,7 +115,7 @@ def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_si
             stop.check()
             images, good = decode([path for _, path in batch], skipped)
             if good:
-                yield [batch[i][0] for i in good], runner(images)
+                yield [batch[i][0] for i in good], runner(transform(images) if transform else images)
             bar.update(len(batch))
     seconds = time.perf_counter() - start
     log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{len(items):,}", seconds,

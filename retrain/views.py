@@ -7,15 +7,15 @@ per (image bytes, module, size, settings, seed, v) and found again in later runs
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from retrain import augment, engines, preprocess
-from retrain.cache import for_module
+from retrain import augment
 from retrain.decoding import Decoder
-from retrain.features import file_digest
+from retrain.features import extract
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +58,15 @@ def file_batches(paths: list[Path], labels, image_size: int, max_pixels: int, ba
 
 
 def view_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path, batch_size: int,
-                  max_pixels: int, view: int, seed: int, settings: augment.AugmentSettings,
-                  preprocess_version: int = preprocess.PREPROCESS_VERSION) -> np.ndarray:
+                  max_pixels: int, view: int, seed: int, settings: augment.AugmentSettings) -> np.ndarray:
     """float32 [len(paths), D]: the module's features of view `view` of each file, through the cache.
 
-    module has .handle, .path and .fingerprint (modules.ModuleInfo). Files are keyed by the SHA-256 of
-    their bytes, as for plain features; only the missing ones are decoded, augmented and run.
+    features.extract does it, with the pixels augmented after decoding and the view named in the cache
+    namespace; files are keyed by the SHA-256 of their bytes, so only missing views are computed.
     """
-    cache = for_module(cache_dir, module.handle or module.path, view_fingerprint(module.fingerprint, settings, seed,
-                       view), image_size, preprocess_version)
-    keys = [file_digest(p) for p in paths]
-    first = {key: i for i, key in reversed(list(enumerate(keys)))}
-    missing = [key for key in first if key not in cache]
-    log.info("augmented view %d: %d cached, %d to compute", view, len(first) - len(missing), len(missing))
-    if missing:
-        runner = engines.open_engine(engine, module, image_size, batch_size)
-        todo = [paths[first[key]] for key in missing]
-        with cache.writer() as writer:
-            batches = file_batches(todo, np.zeros(len(todo)), image_size, max_pixels, batch_size, view, seed, settings)
-            for start, (images, _) in zip(range(0, len(todo), batch_size), batches()):
-                writer.add(missing[start:start + batch_size], runner(images))
-        cache.reload()
-    out = np.zeros([len(paths), cache.dim], np.float32)
-    for rows, features in cache.read(keys, list(range(len(keys)))):
-        out[rows] = features
-    return out
+    with tempfile.TemporaryDirectory(prefix=".views-") as workdir:  # the matrix is read out before it goes
+        found = extract(paths, module=module, image_size=image_size, engine=engine, cache_dir=cache_dir,
+                        batch_size=batch_size, max_pixels=max_pixels, workdir=Path(workdir),
+                        variant=view_fingerprint("", settings, seed, view),
+                        transform=lambda images: augment.augment(images, view, seed, settings))
+        return found.matrix.read(np.arange(len(paths)))
