@@ -62,3 +62,12 @@ def loss_scaled(optimizer: tf_keras.optimizers.Optimizer) -> tf_keras.optimizers
     """Dynamic loss scaling for float16 compute (--mixed-precision): small float16 gradients would flush
     to zero; use get_scaled_loss before and get_unscaled_gradients after the tape."""
     return tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+
+
+def average(first: tf_keras.Model, second: tf_keras.Model) -> tf_keras.Model:
+    """A new model whose every weight is the mean of the two models' (same layers). For heads that end
+    in one Dense softmax layer on the same features, that averages their logits: the two heads'
+    ensemble, exported as one layer."""
+    mean = copy(first)
+    mean.set_weights([(a + b) / 2 for a, b in zip(first.get_weights(), second.get_weights())])
+    return mean

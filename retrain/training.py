@@ -71,12 +71,19 @@ class _Trainer:
 
 
 class _Chunks:
-    """The (x, y) tensor chunks of some rows of a source: kept in memory when the source is stable and
-    they fit in one chunk, else read again on every pass (in a fresh random order when rng is given)."""
+    """The (x, y) tensor chunks of some rows of a source, pass after pass.
+
+    rows: int [n]; or int [n, 1 + V], an image's row in column 0 and the rows of its V augmented views
+    after it: each pass then takes every image once as it is and once as one of its views drawn at
+    random, so half the weight stays on images as they will be served, whatever V is. 1-D rows of a
+    stable source that fit in one chunk are kept in memory; otherwise they are read again on every pass
+    (in a fresh random order when rng is given).
+    """
 
     def __init__(self, source, labels: np.ndarray, rows: np.ndarray, rng: np.random.Generator | None = None):
-        self.source, self.labels, self.rows, self.rng = source, labels, rows, rng
-        self._kept = list(self._read(rows)) if source.stable and len(rows) <= CHUNK_ROWS else None
+        self.source, self.labels, self.rows, self.rng = source, labels, np.asarray(rows, np.int64), rng
+        fixed = source.stable and self.rows.ndim == 1 and len(self.rows) <= CHUNK_ROWS
+        self._kept = list(self._read(self.rows)) if fixed else None
 
     def _read(self, rows: np.ndarray):
         for read_rows, x in self.source.chunks(rows, CHUNK_ROWS):
@@ -85,7 +92,11 @@ class _Chunks:
     def __iter__(self):
         if self._kept is not None:
             return iter(self._kept)
-        return self._read(self.rng.permutation(self.rows) if self.rng is not None else self.rows)
+        rows = self.rows
+        if rows.ndim == 2:
+            views = rows[np.arange(len(rows)), self.rng.integers(1, rows.shape[1], len(rows))]
+            rows = np.concatenate([rows[:, 0], views])
+        return self._read(self.rng.permutation(rows) if self.rng is not None else rows)
 
 
 def _pass(step, chunks: _Chunks) -> tuple[float, float]:
@@ -110,6 +121,7 @@ def train_head(source, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.
     """Train a fresh head on source rows train_rows, stopping early on the loss of val_rows.
 
     source: a FeatureMatrix or LiveFeatures over [N, D] features; labels: int32 [N] in [0, num_classes).
+    train_rows: int [n], or int [n, 1 + V] with each image's V augmented views after it (see _Chunks).
     class_weights: float [num_classes] loss weights, or None for equal weights. Early stopping keeps the
     weights of the epoch with the lowest validation loss, after `patience` epochs without a better one.
     """
@@ -144,3 +156,12 @@ def predict(head, source, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = head.output_shape[-1]
     return (np.concatenate(kept) if kept else np.zeros(0, np.int64),
             np.concatenate(scores) if scores else np.zeros((0, k), np.float32))
+
+
+def score(head, source, labels: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+    """(mean cross-entropy in nats, accuracy in [0, 1]) of the head on the source rows that have features,
+    without dropout; labels: int [N] over all source rows."""
+    found, scores = predict(head, source, rows)
+    truth = labels[found]
+    picked = np.clip(scores[np.arange(len(found)), truth], 1e-7, 1.0)  # Keras' clip: a 0 is not an infinite loss
+    return float(-np.mean(np.log(picked))), float(np.mean(scores.argmax(1) == truth))

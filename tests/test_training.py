@@ -72,3 +72,28 @@ def test_class_weights_tip_the_balance_towards_the_weighted_class(tmp_path):
         return np.mean(np.array(result.head(features, training=False)).argmax(1) == 1)
 
     assert share_of_class_1(weighted) > share_of_class_1(plain) + 0.2
+
+
+def test_with_views_each_pass_takes_every_image_once_and_one_of_its_views(tmp_path):
+    n, views = 5, 3
+    features = np.repeat(np.arange(n * (1 + views), dtype=np.float32)[:, None], 2, axis=1)  # row i holds i
+    rows = np.column_stack([np.arange(n)] + [n * (1 + v) + np.arange(n) for v in range(views)])
+    chunks = training._Chunks(_matrix(features, tmp_path), np.arange(len(features)), rows, np.random.default_rng(0))
+    drawn = set()
+    for _ in range(20):
+        passed = [(x.numpy(), y.numpy()) for x, y in chunks]
+        assert all((x[:, 0] == y).all() for x, y in passed)  # features stay with their rows
+        seen = np.concatenate([y for _, y in passed])
+        assert sorted(seen[seen < n].tolist()) == list(range(n))
+        picks = seen[seen >= n]
+        assert sorted((picks % n).tolist()) == list(range(n))  # one view of each image per pass
+        drawn |= set(picks.tolist())
+    assert drawn == set(range(n, n * (1 + views)))  # and every view gets its turn
+
+
+def test_score_matches_the_validation_loss_of_the_kept_epoch(tmp_path):
+    features, labels = _clusters(400, seed=7)
+    source = _matrix(features, tmp_path)
+    result = _train(source, labels, 300, epochs=10)
+    loss, accuracy = training.score(result.head, source, labels, np.arange(300, 400))
+    assert loss == pytest.approx(result.val_loss, rel=1e-4) and accuracy == pytest.approx(result.val_accuracy)
