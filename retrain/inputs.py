@@ -49,3 +49,12 @@ def relative(examples: list[data.Example], stage_skips: list[tuple[Path, str]]) 
     """Skips found after the scan (files TensorFlow would not decode) as (path relative to --images, reason)."""
     rel = {e.path: e.rel for e in examples}
     return [(rel.get(Path(path), str(path)), why) for path, why in stage_skips]
+
+
+def check_classes_kept(labels: list[str], y_train, images: Path) -> None:
+    """Every class must keep a training image after skipped files are left out (y_train: int labels)."""
+    present = {int(label) for label in y_train}
+    empty = [label for i, label in enumerate(labels) if i not in present]
+    if empty:
+        raise RetrainError(f"--images: class {empty[0]} in {images} has no usable training image after "
+                           "skipping files that do not decode; expected at least one")

@@ -39,7 +39,8 @@ TRAINING = {
                                     "train whole)."),
     "--fine-tune-learning-rate": ("rate", "Adam learning rate of --fine-tune."),
     "--fine-tune-epochs": ("count", "Most epochs of --fine-tune; early stopping keeps the best one."),
-    "--augment": ("flag", "Also train the new layer on cached augmented views of each training image."),
+    "--augment": ("flag", "Also train a head on cached augmented views of each training image; export it, the plain "
+                          "head or their average, whichever has the lowest validation loss."),
     "--fine-tune": ("flag", "Then train the top of the backbone with the new layer at a low rate (batch norm "
                             "frozen); kept only if validation loss drops."),
     "--strategy": (STRATEGIES, "tf.distribute for --fine-tune: mirrored uses this machine's GPUs, multi-worker "

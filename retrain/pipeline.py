@@ -3,6 +3,7 @@ export, report; each step lives in its own module and this one only calls them i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -35,6 +36,7 @@ class Result:
     tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
     fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
+    augment: dict | None = None   # with --augment: kept (without/average/with), views, validation loss/accuracy
 
     @property
     def val_accuracy(self) -> float:
@@ -74,7 +76,8 @@ def run(config: Config) -> Result:
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
         source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
         clock.lap("features")
-        trained, scored, kept, weighting = _train(config, module, image_size, labels, source, examples, parts)
+        trained, scored, kept, weighting, augmented = _train(config, module, image_size, labels, source, examples,
+                                                             parts)
         clock.lap("training")
         tuned = tuning.phase_two(config, module, image_size, trained.head, kept,
                                  dict(zip([e.path for e in examples], source.digests))) if config.fine_tune else None
@@ -99,7 +102,7 @@ def run(config: Config) -> Result:
     if source.skipped:
         data.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
-                    clock.seconds, skips, lite, cache_use, tuning.report(tuned))
+                    clock.seconds, skips, lite, cache_use, tuning.report(tuned), augmented)
     summaries, facts = runs.write_reports(result, config, scored, trained.history,
                                           found.test_root if focus == "test" else Path(config.images), image_size,
                                           [e.path for e in kept[focus][:LATENCY_IMAGES]])
@@ -113,27 +116,27 @@ def run(config: Config) -> Result:
 
 def _train(config: Config, module, image_size: int, labels: list[str], source, examples: list[data.Example],
            parts: dict):
-    """Train the head on the kept training rows (and their augmented views); returns (trained, Scored
-    per split, kept examples per split, the class weighting used)."""
+    """Train the head on the kept training rows (with --augment, also on their views); returns (trained,
+    Scored per split, kept examples per split, the class weighting used, the --augment report or None)."""
     from retrain import training
 
     side = np.array([name for name in split.SPLITS for _ in parts[name]])
     y = np.array([e.label for e in examples], np.int32)
     rows = {name: np.flatnonzero(source.kept & (side == name)) for name in split.SPLITS}
-    _check_classes(labels, y[rows["train"]], config.images)
+    inputs.check_classes_kept(labels, y[rows["train"]], config.images)
     weights, weighting = metrics.class_weights(_counts(labels, y[rows["train"]]), config.class_weight)
     log.info("training the new layer on %d images for up to %d epochs (class weights: %s)",
              len(rows["train"]), config.epochs, weighting)
-    fed, fed_y, fed_rows = source, y, rows["train"]
-    if config.augment:
-        fed, fed_y, fed_rows = tuning.add_views(config, module, image_size, source, y, rows["train"],
-                                                [e.path for e in examples])
-    trained = training.train_head(
-        fed, fed_y, fed_rows, rows["validation"], len(labels), dropout=config.dropout,
+    train = functools.partial(
+        training.train_head, val_rows=rows["validation"], num_classes=len(labels), dropout=config.dropout,
         learning_rate=config.learning_rate, batch_size=config.batch_size, epochs=config.epochs,
         patience=config.patience, seed=config.seed, class_weights=None if weights is None else np.array(weights))
+    trained, augmented = train(source, y, rows["train"]), None
+    if config.augment:
+        trained, augmented = tuning.augmented_head(config, module, image_size, source, y, rows,
+                                                   [e.path for e in examples], trained, train)
     scored, kept = _score(trained.head, source, examples, parts)
-    return trained, scored, kept, weighting
+    return trained, scored, kept, weighting, augmented
 
 
 def _score(head, source, examples: list[data.Example], parts: dict) -> tuple[dict, dict]:
@@ -184,14 +187,6 @@ def _features(config: Config, module, image_size: int, paths: list[Path], workdi
     return features.extract(paths, module=module, image_size=image_size, engine=config.engine,
                             cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
                             max_pixels=config.max_pixels, workdir=workdir)
-
-
-def _check_classes(labels: list[str], y_train: np.ndarray, images: Path) -> None:
-    """Every class must keep a training image after skipped files are left out."""
-    empty = [label for i, label in enumerate(labels) if not np.any(y_train == i)]
-    if empty:
-        raise RetrainError(f"--images: class {empty[0]} in {images} has no usable training image after "
-                           "skipping files that do not decode; expected at least one")
 
 
 def _counts(labels: list[str], y: np.ndarray) -> dict[str, int]:

@@ -108,7 +108,7 @@ def write_records(result, config, module, image_size: int, facts: dict, digests:
                "skipped": len(result.skipped), "tflite": result.tflite, **summaries, "counts": result.counts,
                **facts,
                "class_weight": result.class_weight, "focus": result.focus, "published": result.published,
-               "fine_tune": result.fine_tune}
+               "fine_tune": result.fine_tune, "augment": result.augment}
     report.write_json(result.run_dir / "metrics.json", metrics)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
     fingerprint = report.data_fingerprint(result.run_dir / "split.csv", digests)
@@ -117,5 +117,5 @@ def write_records(result, config, module, image_size: int, facts: dict, digests:
                            metrics=summaries, class_weight=result.class_weight, data_fingerprint=fingerprint,
                            seconds=result.seconds, saved_model=str(result.saved_model_dir),
                            published=result.published, skipped=result.skipped, tflite=result.tflite,
-                           features=result.features, fine_tune=result.fine_tune)
+                           features=result.features, fine_tune=result.fine_tune, augment=result.augment)
     report.write_json(result.run_dir / "run.json", card)

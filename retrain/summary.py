@@ -12,7 +12,7 @@ def as_json(result) -> dict:
             "accuracy": {name: m["accuracy"] for name, m in result.metrics.items()},
             "epochs": result.epochs, "class_weight": result.class_weight, "most_confused": focus["most_confused"],
             "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "seconds": result.seconds,
-            "features": result.features, "fine_tune": result.fine_tune}
+            "features": result.features, "fine_tune": result.fine_tune, "augment": result.augment}
 
 
 def as_lines(result) -> list[str]:
@@ -29,6 +29,11 @@ def as_lines(result) -> list[str]:
         lines.append(f"most confused: {', '.join(pairs)}")
     if result.skipped:
         lines.append(f"skipped: {len(result.skipped)} files, listed in {result.run_dir / 'skipped.csv'}")
+    if result.augment:
+        loss = result.augment["val_loss"]
+        lines.append(f"augment: validation loss {loss['without']:.4f} without views, {loss['with']:.4f} with "
+                     f"{result.augment['views']} per image, {loss['average']:.4f} for the average of the two heads; "
+                     f"exported: {result.augment['kept']}")
     if result.fine_tune:
         tuned = result.fine_tune
         lines.append(f"fine-tune: validation loss {tuned['before']['val_loss']:.4f} -> {tuned['after']['val_loss']:.4f}"

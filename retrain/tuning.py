@@ -6,6 +6,7 @@ TensorFlow-side modules are imported inside the functions: the input checks must
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -42,8 +43,9 @@ class WithViews:
 
 def add_views(config: Config, module, image_size: int, source, y: np.ndarray, train_rows: np.ndarray,
               paths: list[Path]):
-    """(source with --augment-views views of each training row appended, labels for every row, the
-    training rows including the views). Each view is computed once and cached like plain features."""
+    """(source with --augment-views views of each training row appended, labels for every row, int
+    [n, 1 + V] training rows: each image's row, then its views'). Each view is computed once and cached
+    like plain features."""
     from retrain import augment, views
 
     settings = augment.AugmentSettings()
@@ -52,10 +54,43 @@ def add_views(config: Config, module, image_size: int, source, y: np.ndarray, tr
                                  cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
                                  max_pixels=config.max_pixels, view=v, seed=config.seed, settings=settings)
              for v in range(config.augment_views)]
-    n = len(y)
-    rows = np.concatenate([train_rows, n + np.arange(len(train_rows) * len(extra))])
-    log.info("training on %d images and %d augmented views", len(train_rows), len(rows) - len(train_rows))
+    n, count = len(y), len(train_rows)
+    rows = np.column_stack([train_rows] + [n + v * count + np.arange(count) for v in range(len(extra))])
     return WithViews(source, np.concatenate(extra)), np.concatenate([y, np.tile(y[train_rows], len(extra))]), rows
+
+
+def augmented_head(config: Config, module, image_size: int, source, y: np.ndarray, rows: dict[str, np.ndarray],
+                   paths: list[Path], plain, train) -> tuple[object, dict]:
+    """(the head to export as a training.HeadResult, the --augment report).
+
+    Views help where the features are not yet invariant to what they vary, and pull the head away from
+    the images as they will be served; the two heads err differently, so their average (one layer: see
+    model.average) is usually better than either. Of the head trained without views (`plain`), the one
+    trained with them and their average, the lowest validation loss is exported, so views do no harm
+    on the validation images. train(source, labels, train_rows) -> HeadResult trains with the run's settings.
+    """
+    fed = add_views(config, module, image_size, source, y, rows["train"], paths)
+    log.info("training a second new layer: each epoch, every training image and one of its %d views",
+             config.augment_views)
+    with_views = train(*fed)
+    return choose(plain, with_views, source, y, rows["validation"], config.augment_views)
+
+
+def choose(plain, with_views, source, y: np.ndarray, val_rows: np.ndarray, views: int) -> tuple[object, dict]:
+    """Of plain, with_views (training.HeadResult) and their average, the one with the lowest loss on
+    source's val_rows, as a HeadResult (the average keeps plain's epoch and history), and the report."""
+    from retrain import model, training
+
+    heads = {"without": plain.head, "average": model.average(plain.head, with_views.head), "with": with_views.head}
+    scores = {name: training.score(head, source, y, val_rows) for name, head in heads.items()}
+    kept = min(scores, key=lambda name: scores[name][0])  # on a tie, the first: without views, then the average
+    log.debug("augmented views: validation loss %.4f without them, %.4f with %d per image, %.4f for the average "
+              "of the two heads; exporting: %s", scores["without"][0], scores["with"][0], views,
+              scores["average"][0], kept)
+    report = {"kept": kept, "views": views, "val_loss": {name: loss for name, (loss, _) in scores.items()},
+              "val_accuracy": {name: accuracy for name, (_, accuracy) in scores.items()}}
+    chosen = with_views if kept == "with" else plain
+    return dataclasses.replace(chosen, head=heads[kept], val_loss=scores[kept][0], val_accuracy=scores[kept][1]), report
 
 
 def phase_two(config: Config, module, image_size: int, head, kept: dict[str, list[data.Example]], digests: dict):

@@ -139,6 +139,9 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
                   "--epochs", 20, "--augment", "--augment-views", 2, "--fine-tune", "--fine-tune-epochs", 2,
                   "--export-module", tmp_path / "module-b", "--json")
     assert set(summary["fine_tune"]) >= {"kept", "before", "after", "epochs"}
+    views = summary["augment"]
+    assert views["views"] == 2 and set(views["val_loss"]) == {"without", "with", "average"}
+    assert views["kept"] == min(views["val_loss"], key=views["val_loss"].get)
     assert (tmp_path / "module-b" / "saved_model.pb").is_file()
     a = write_images(tmp_path / "a", {"light": [(230, 230, 230)] * 8, "dark": [(20, 20, 20)] * 8})
     reused = run("--images", a, "--module", tmp_path / "module-b", "--output", tmp_path / "out-a", "--image-size", 24,
@@ -166,3 +169,27 @@ def test_views_mix_with_the_originals_in_every_chunk():
     for read, features in ((rows, x), (rows2, x2)):
         for row, feature in zip(read.tolist(), features):
             assert feature.tolist() == ([-1.0, -1.0] if row >= 4 else [2.0 * row, 2.0 * row + 1])
+
+
+
+def test_augment_exports_the_head_with_the_lowest_validation_loss(tmp_path):
+    from retrain.matrix import FeatureMatrix
+    from retrain.training import train_head
+    from retrain.tuning import choose
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300).astype(np.int32)
+    matrix = FeatureMatrix(300, 8, None)
+    matrix.put(np.arange(300), (np.eye(2, 8)[labels] * 4 + rng.normal(size=(300, 8))).astype(np.float32))
+
+    def train(y):
+        return train_head(matrix, y, np.arange(200), np.arange(200, 300), 2, dropout=0.0, learning_rate=0.05,
+                          batch_size=32, epochs=20, patience=20, seed=0)
+
+    right, wrong = train(labels), train(1 - labels)  # the wrong head is sure of the other class everywhere
+    head, report = choose(right, wrong, matrix, labels, np.arange(200, 300), 4)
+    assert report["kept"] == "without" and head.head is right.head and report["views"] == 4
+    assert report["val_loss"]["without"] < report["val_loss"]["average"] < report["val_loss"]["with"]
+    assert head.val_loss == report["val_loss"]["without"] and report["val_accuracy"]["without"] > 0.95
+    head, report = choose(wrong, right, matrix, labels, np.arange(200, 300), 4)
+    assert report["kept"] == "with" and head.head is right.head and head.history is right.history
