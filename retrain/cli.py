@@ -37,7 +37,7 @@ class _Retrain(click.Group):
             click.echo(f"Error: {error}", err=True)
             ctx.exit(error.exit_code)
         except stop.Stopped as stopped:
-            click.echo("Stopped: nothing half-written was kept; features computed so far stay cached", err=True)
+            click.echo("Stopped: nothing half-written was kept (features already cached stay cached)", err=True)
             ctx.exit(stopped.exit_code)
         except Exception as error:  # a full disk is the user's to fix; anything else is our bug
             line = out_of_space(error)
