@@ -125,3 +125,15 @@ def numbered(folder: Path) -> dict[int, Path]:
     if not Path(folder).is_dir():
         return {}
     return {int(p.name): p for p in Path(folder).iterdir() if re.fullmatch(r"[0-9]+", p.name)}
+
+
+def make_numbered(parent: Path, start: int, prefix: str = "") -> tuple[int, Path]:
+    """Create parent/<prefix><n> for the first free n >= start; return (n, that folder). mkdir is
+    atomic, so two processes doing this at once never get the same n."""
+    number = start
+    while True:
+        try:
+            (Path(parent) / f"{prefix}{number}").mkdir()
+            return number, Path(parent) / f"{prefix}{number}"
+        except FileExistsError:
+            number += 1

@@ -6,6 +6,8 @@ import statistics
 import time
 from pathlib import Path
 
+from retrain import fs
+
 log = logging.getLogger(__name__)
 SCALARS = ("loss", "accuracy")  # history keys of training; "val_" + key for validation
 
@@ -15,13 +17,7 @@ def new_log_folder(log_dir: Path) -> Path:
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     taken = [int(p.name[4:]) for p in log_dir.iterdir() if p.name.startswith("run-") and p.name[4:].isdigit()]
-    number = max(taken, default=0) + 1
-    while True:
-        try:
-            (log_dir / f"run-{number}").mkdir()  # atomic: two runs at once never share a folder
-            return log_dir / f"run-{number}"
-        except FileExistsError:
-            number += 1
+    return fs.make_numbered(log_dir, max(taken, default=0) + 1, "run-")[1]
 
 
 def tensorboard_log(log_dir: Path, history: list[dict]) -> Path:

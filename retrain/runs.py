@@ -42,17 +42,11 @@ def reserve(output: Path) -> tuple[int, Path]:
     try:
         for sub in ("runs", "saved_model"):
             (output / sub).mkdir(parents=True, exist_ok=True)
-        version = max([*fs.numbered(output / "runs"), *fs.numbered(output / "saved_model")], default=0) + 1
-        while True:
-            try:
-                (output / "runs" / str(version)).mkdir()
-                break
-            except FileExistsError:
-                version += 1
+        start = max([*fs.numbered(output / "runs"), *fs.numbered(output / "saved_model")], default=0) + 1
+        version, run_dir = fs.make_numbered(output / "runs", start)
     except OSError as e:
         raise RetrainError(f"--output: cannot write to {output} ({e.strerror or e}); "
                            "expected a writable folder") from None
-    run_dir = output / "runs" / str(version)
     writable(run_dir, "--output")
     return version, run_dir
 

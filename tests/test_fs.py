@@ -55,3 +55,10 @@ def test_numbered_children(tmp_path):
         (tmp_path / name).mkdir()
     assert sorted(fs.numbered(tmp_path)) == [1, 2, 4, 10]
     assert fs.numbered(tmp_path / "missing") == {}
+
+
+def test_make_numbered_takes_the_first_free_number_from_start(tmp_path):
+    (tmp_path / "run-3").mkdir()
+    assert fs.make_numbered(tmp_path, 3, "run-") == (4, tmp_path / "run-4")
+    assert fs.make_numbered(tmp_path, 1, "run-") == (1, tmp_path / "run-1")
+    assert fs.make_numbered(tmp_path, 1, "run-")[0] == 2 and (tmp_path / "run-2").is_dir()
