@@ -160,8 +160,10 @@ def predict(head, source, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def score(head, source, labels: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
     """(mean cross-entropy in nats, accuracy in [0, 1]) of the head on the source rows that have features,
-    without dropout; labels: int [N] over all source rows."""
+    without dropout, or (nan, nan) when none has; labels: int [N] over all source rows."""
     found, scores = predict(head, source, rows)
+    if not len(found):
+        return float("nan"), float("nan")
     truth = labels[found]
     picked = np.clip(scores[np.arange(len(found)), truth], 1e-7, 1.0)  # Keras' clip: a 0 is not an infinite loss
     return float(-np.mean(np.log(picked))), float(np.mean(scores.argmax(1) == truth))

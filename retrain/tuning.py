@@ -83,7 +83,7 @@ def choose(plain, with_views, source, y: np.ndarray, val_rows: np.ndarray, views
 
     heads = {"without": plain.head, "average": model.average(plain.head, with_views.head), "with": with_views.head}
     scores = {name: training.score(head, source, y, val_rows) for name, head in heads.items()}
-    kept = min(scores, key=lambda name: scores[name][0])  # on a tie, the first: without views, then the average
+    kept = min(scores, key=lambda name: scores[name][0])  # on a tie (or nan: no validation row), the first
     log.debug("augmented views: validation loss %.4f without them, %.4f with %d per image, %.4f for the average "
               "of the two heads; exporting: %s", scores["without"][0], scores["with"][0], views,
               scores["average"][0], kept)
