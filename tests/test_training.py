@@ -97,3 +97,4 @@ def test_score_matches_the_validation_loss_of_the_kept_epoch(tmp_path):
     result = _train(source, labels, 300, epochs=10)
     loss, accuracy = training.score(result.head, source, labels, np.arange(300, 400))
     assert loss == pytest.approx(result.val_loss, rel=1e-4) and accuracy == pytest.approx(result.val_accuracy)
+    assert all(np.isnan(training.score(result.head, source, labels, np.arange(0))))  # no rows: no number
