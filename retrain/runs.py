@@ -9,7 +9,7 @@ import logging
 import time
 from pathlib import Path
 
-from retrain import fs, report, stop
+from retrain import fs, report, stop, summary
 from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,10 @@ def write_reports(result, config, scored: dict, history: list[dict], images_root
              "model size": f"{size / 1e6:.1f} MB",
              "median latency": "n/a" if latency is None else f"{latency:.1f} ms per image (serving_default, batch 1)",
              "skipped files": len(result.skipped)}
+    if result.augment:
+        facts["augment"] = summary.augment_text(result.augment)
+    if result.fine_tune:
+        facts["fine-tune"] = summary.fine_tune_text(result.fine_tune)
     summaries = report.write_reports(result.run_dir, labels=result.labels,
                                      splits={n: s for n, s in scored.items() if len(s.y_true)},
                                      images_root=images_root, facts=facts, history=history,

@@ -30,20 +30,28 @@ def as_lines(result) -> list[str]:
     if result.skipped:
         lines.append(f"skipped: {len(result.skipped)} files, listed in {result.run_dir / 'skipped.csv'}")
     if result.augment:
-        loss = result.augment["val_loss"]
-        lines.append(f"augment: validation loss {loss['without']:.4f} without views, {loss['with']:.4f} with "
-                     f"{result.augment['views']} per image, {loss['average']:.4f} for the average of the two heads; "
-                     f"exported: {result.augment['kept']}")
+        lines.append(f"augment: {augment_text(result.augment)}")
     if result.fine_tune:
-        tuned = result.fine_tune
-        lines.append(f"fine-tune: validation loss {tuned['before']['val_loss']:.4f} -> {tuned['after']['val_loss']:.4f}"
-                     + ("" if tuned["kept"] else "; not lower, so the phase-1 model was exported"))
+        lines.append(f"fine-tune: {fine_tune_text(result.fine_tune)}")
     if result.tflite:
         lite = result.tflite
         lines.append(f"tflite ({lite['kind']}): accuracy {lite['tflite_accuracy']:.3f} against "
                      f"{lite['saved_model_accuracy']:.3f}; {lite['changed_answers']} of {lite['images']} "
                      "answers changed")
     return lines + [f"model: {result.saved_model_dir}", f"report: {result.run_dir / 'report.html'}"]
+
+
+def augment_text(report: dict) -> str:
+    """--augment's choice in words, from tuning.choose's report."""
+    loss = report["val_loss"]
+    return (f"validation loss {loss['without']:.4f} without views, {loss['with']:.4f} with {report['views']} per "
+            f"image, {loss['average']:.4f} for the average of the two heads; exported: {report['kept']}")
+
+
+def fine_tune_text(report: dict) -> str:
+    """Phase 2 in words, from tuning.report."""
+    return (f"validation loss {report['before']['val_loss']:.4f} -> {report['after']['val_loss']:.4f}"
+            + ("" if report["kept"] else "; not lower, so the phase-1 model was exported"))
 
 
 def prediction_line(result: dict) -> str:
