@@ -42,13 +42,13 @@ class WithViews:
 
 
 def add_views(config: Config, module, image_size: int, source, y: np.ndarray, train_rows: np.ndarray,
-              paths: list[Path]):
+              paths: list[Path], settings=None):
     """(source with --augment-views views of each training row appended, labels for every row, int
     [n, 1 + V] training rows: each image's row, then its views'). Each view is computed once and cached
-    like plain features."""
+    like plain features. settings: augment.AugmentSettings, the defaults when None."""
     from retrain import augment, views
 
-    settings = augment.AugmentSettings()
+    settings = settings or augment.AugmentSettings()
     train_paths = [paths[i] for i in train_rows]
     extra = [views.view_features(train_paths, module=module, image_size=image_size, engine=config.engine,
                                  cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
