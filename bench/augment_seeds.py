@@ -67,7 +67,7 @@ def main() -> None:
         source = features(config, module, image_size, [e.path for e in examples], Path(workdir))
         test = features(config, module, image_size, test_paths, Path(workdir))
         fed = tuning.add_views(config, module, image_size, source, y, rows["train"], [e.path for e in examples],
-                               settings)
+                               Path(workdir), settings)
         table = []
         for seed in [int(s) for s in args.seeds.split(",")]:
             train = functools.partial(training.train_head, val_rows=rows["validation"], num_classes=len(found.labels),

@@ -77,7 +77,7 @@ def run(config: Config) -> Result:
         source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
         clock.lap("features")
         trained, scored, kept, weighting, augmented = _train(config, module, image_size, labels, source, examples,
-                                                             parts)
+                                                             parts, Path(workdir))
         clock.lap("training")
         tuned = tuning.phase_two(config, module, image_size, trained.head, kept,
                                  dict(zip([e.path for e in examples], source.digests))) if config.fine_tune else None
@@ -115,9 +115,9 @@ def run(config: Config) -> Result:
 
 
 def _train(config: Config, module, image_size: int, labels: list[str], source, examples: list[data.Example],
-           parts: dict):
-    """Train the head on the kept training rows (with --augment, also on their views); returns (trained,
-    Scored per split, kept examples per split, the class weighting used, the --augment report or None)."""
+           parts: dict, workdir: Path):
+    """Train the head on the kept training rows (with --augment, also on their views, kept under workdir);
+    returns (trained, Scored per split, kept examples per split, the class weighting, the --augment report)."""
     from retrain import training
 
     side = np.array([name for name in split.SPLITS for _ in parts[name]])
@@ -134,7 +134,7 @@ def _train(config: Config, module, image_size: int, labels: list[str], source, e
     trained, augmented = train(source, y, rows["train"]), None
     if config.augment:
         trained, augmented = tuning.augmented_head(config, module, image_size, source, y, rows,
-                                                   [e.path for e in examples], trained, train)
+                                                   [e.path for e in examples], trained, train, workdir)
     scored, kept = _score(trained.head, source, examples, parts)
     return trained, scored, kept, weighting, augmented
 

@@ -19,16 +19,18 @@ log = logging.getLogger(__name__)
 
 
 class WithViews:
-    """A feature source whose rows past the original N are augmented views of training rows.
+    """A feature source whose rows past the original N are augmented views of training rows: row
+    N + v * count + i is view v of the i-th training row.
 
-    Reads like the source it wraps (chunks of (rows, float32 [n, D])); the view rows live in memory.
+    Reads like the source it wraps (chunks of (rows, float32 [n, D])); each view is a FeatureMatrix,
+    file-backed when large, so views cost disk, not memory, on big sets.
     """
 
     stable = True
 
-    def __init__(self, source, extra: np.ndarray) -> None:
-        self.source, self.extra, self.n = source, extra, len(source.kept)
-        self.dim = source.dim
+    def __init__(self, source, views: list) -> None:
+        self.source, self.views, self.n = source, views, len(source.kept)
+        self.count, self.dim = len(views[0]), source.dim
 
     def chunks(self, rows: np.ndarray, size: int):
         """Chunks of `rows` in their order, originals and views mixed as they come (a trainer's shuffle)."""
@@ -36,31 +38,36 @@ class WithViews:
         for start in range(0, len(rows), size):
             part = rows[start:start + size]
             originals = [(read, x) for read, x in self.source.chunks(part[part < self.n], size)]
-            views = part[part >= self.n]
-            yield (np.concatenate([read for read, _ in originals] + [views]),
-                   np.concatenate([x for _, x in originals] + [self.extra[views - self.n]]))
+            extra = part[part >= self.n]
+            which, index = np.divmod(extra - self.n, self.count)
+            x = np.empty((len(extra), self.dim), np.float32)
+            for v in np.unique(which):
+                x[which == v] = self.views[v].read(index[which == v])
+            yield (np.concatenate([read for read, _ in originals] + [extra]),
+                   np.concatenate([x for _, x in originals] + [x]))
 
 
 def add_views(config: Config, module, image_size: int, source, y: np.ndarray, train_rows: np.ndarray,
-              paths: list[Path], settings=None):
+              paths: list[Path], workdir: Path, settings=None):
     """(source with --augment-views views of each training row appended, labels for every row, int
     [n, 1 + V] training rows: each image's row, then its views'). Each view is computed once and cached
-    like plain features. settings: augment.AugmentSettings, the defaults when None."""
+    like plain features; workdir holds large view matrices for as long as the source is read (the
+    caller owns it). settings: augment.AugmentSettings, the defaults when None."""
     from retrain import augment, views
 
     settings = settings or augment.AugmentSettings()
     train_paths = [paths[i] for i in train_rows]
     extra = [views.view_features(train_paths, module=module, image_size=image_size, engine=config.engine,
                                  cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
-                                 max_pixels=config.max_pixels, view=v, seed=config.seed, settings=settings)
-             for v in range(config.augment_views)]
+                                 max_pixels=config.max_pixels, view=v, seed=config.seed, settings=settings,
+                                 workdir=workdir) for v in range(config.augment_views)]
     n, count = len(y), len(train_rows)
     rows = np.column_stack([train_rows] + [n + v * count + np.arange(count) for v in range(len(extra))])
-    return WithViews(source, np.concatenate(extra)), np.concatenate([y, np.tile(y[train_rows], len(extra))]), rows
+    return WithViews(source, extra), np.concatenate([y, np.tile(y[train_rows], len(extra))]), rows
 
 
 def augmented_head(config: Config, module, image_size: int, source, y: np.ndarray, rows: dict[str, np.ndarray],
-                   paths: list[Path], plain, train) -> tuple[object, dict]:
+                   paths: list[Path], plain, train, workdir: Path) -> tuple[object, dict]:
     """(the head to export as a training.HeadResult, the --augment report).
 
     Views help where the features are not yet invariant to what they vary, and pull the head away from
@@ -69,7 +76,7 @@ def augmented_head(config: Config, module, image_size: int, source, y: np.ndarra
     trained with them and their average, the lowest validation loss is exported, so views do no harm
     on the validation images. train(source, labels, train_rows) -> HeadResult trains with the run's settings.
     """
-    fed = add_views(config, module, image_size, source, y, rows["train"], paths)
+    fed = add_views(config, module, image_size, source, y, rows["train"], paths, workdir)
     log.info("training a second new layer: each epoch, every training image and one of its %d views",
              config.augment_views)
     with_views = train(*fed)

@@ -7,7 +7,6 @@ per (image bytes, module, size, settings, seed, v) and found again in later runs
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -58,15 +57,15 @@ def file_batches(paths: list[Path], labels, image_size: int, max_pixels: int, ba
 
 
 def view_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path, batch_size: int,
-                  max_pixels: int, view: int, seed: int, settings: augment.AugmentSettings) -> np.ndarray:
-    """float32 [len(paths), D]: the module's features of view `view` of each file, through the cache.
+                  max_pixels: int, view: int, seed: int, settings: augment.AugmentSettings, workdir: Path):
+    """A FeatureMatrix float32 [len(paths), D]: the module's features of view `view` of each file,
+    through the cache; file-backed under workdir when large (the caller owns the folder).
 
     features.extract does it, with the pixels augmented after decoding and the view named in the cache
     namespace; files are keyed by the SHA-256 of their bytes, so only missing views are computed.
     """
-    with tempfile.TemporaryDirectory(prefix=".views-") as workdir:  # the matrix is read out before it goes
-        found = extract(paths, module=module, image_size=image_size, engine=engine, cache_dir=cache_dir,
-                        batch_size=batch_size, max_pixels=max_pixels, workdir=Path(workdir),
-                        variant=view_fingerprint("", settings, seed, view),
-                        transform=lambda images: augment.augment(images, view, seed, settings))
-        return found.matrix.read(np.arange(len(paths)))
+    found = extract(paths, module=module, image_size=image_size, engine=engine, cache_dir=cache_dir,
+                    batch_size=batch_size, max_pixels=max_pixels, workdir=Path(workdir),
+                    variant=view_fingerprint("", settings, seed, view),
+                    transform=lambda images: augment.augment(images, view, seed, settings))
+    return found.matrix

@@ -154,8 +154,8 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
     assert reused["features"] == {"cached": 0, "extracted": 16}  # a module of its own: nothing cached under it
 
 
-def test_views_mix_with_the_originals_in_every_chunk():
-    from retrain.matrix import FeatureMatrix
+def test_views_mix_with_the_originals_in_every_chunk(tmp_path, monkeypatch):
+    from retrain import matrix as matrices
     from retrain.tuning import WithViews
 
     class Source:  # what features.extract returns, reduced to what WithViews reads
@@ -165,15 +165,20 @@ def test_views_mix_with_the_originals_in_every_chunk():
         def chunks(self, rows, size):
             return self.matrix.chunks(rows, size)
 
-    matrix = FeatureMatrix(4, 2, None)
-    matrix.put(np.arange(4), np.arange(8, dtype=np.float32).reshape(4, 2))
-    views = WithViews(Source(matrix), np.full((4, 2), -1.0, np.float32))
-    (rows, x), (rows2, x2) = views.chunks(np.array([5, 0, 7, 3, 4, 1, 2, 6]), 4)
-    assert sorted(rows.tolist()) == [0, 3, 5, 7] and sorted(rows2.tolist()) == [1, 2, 4, 6]
-    for read, features in ((rows, x), (rows2, x2)):
-        for row, feature in zip(read.tolist(), features):
-            assert feature.tolist() == ([-1.0, -1.0] if row >= 4 else [2.0 * row, 2.0 * row + 1])
+    def matrix(values):
+        m = matrices.FeatureMatrix(len(values), 2, tmp_path)
+        m.put(np.arange(len(values)), np.asarray(values, np.float32))
+        return m
 
+    monkeypatch.setattr(matrices, "MEMMAP_BYTES", 0)  # views on disk, as on a large set
+    originals = matrix(np.arange(8).reshape(4, 2))
+    views = WithViews(Source(originals), [matrix(np.full((4, 2), -1 - v)) for v in range(2)])
+    assert views.views[0].path is not None
+    (rows, x), (rows2, x2) = views.chunks(np.array([5, 0, 11, 3, 4, 1, 2, 8]), 4)
+    assert sorted(rows.tolist()) == [0, 3, 5, 11] and sorted(rows2.tolist()) == [1, 2, 4, 8]
+    for read, features in ((rows, x), (rows2, x2)):
+        for row, feature in zip(read.tolist(), features):  # rows 4-7: view 0, rows 8-11: view 1
+            assert feature.tolist() == ([2.0 * row, 2.0 * row + 1] if row < 4 else [-1.0 - (row - 4) // 4] * 2)
 
 
 def test_augment_exports_the_head_with_the_lowest_validation_loss(tmp_path):

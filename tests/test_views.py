@@ -30,11 +30,12 @@ def test_view_features_are_cached_per_view_and_settings(colour_images, fake_modu
     info = modules.load_info(str(fake_module))
     paths = paths_of(colour_images)
     kw = {"module": info, "image_size": 16, "engine": "tf", "cache_dir": tmp_path / "cache", "batch_size": 8,
-          "max_pixels": 10_000_000, "seed": 0, "settings": AugmentSettings()}
-    first = views.view_features(paths, view=0, **kw)
+          "max_pixels": 10_000_000, "seed": 0, "settings": AugmentSettings(), "workdir": tmp_path / "work"}
+    rows = np.arange(len(paths))
+    first = views.view_features(paths, view=0, **kw).read(rows)
     assert first.shape == (len(paths), 8)
-    assert np.array_equal(views.view_features(paths, view=0, **kw), first)
-    assert not np.allclose(views.view_features(paths, view=1, **kw), first)
+    assert np.array_equal(views.view_features(paths, view=0, **kw).read(rows), first)
+    assert not np.allclose(views.view_features(paths, view=1, **kw).read(rows), first)
     namespaces = {p.name for p in (tmp_path / "cache").iterdir()}
     assert len(namespaces) == 2  # one per view
     kw["settings"] = AugmentSettings(max_brightness_delta=0.0)
