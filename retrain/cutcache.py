@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from retrain.cache import FeatureCache, namespace
+from retrain.matrix import FeatureMatrix
 
 log = logging.getLogger(__name__)
 
@@ -28,35 +29,37 @@ def open_cut_cache(cache_dir: Path, module_id: str, fingerprint: str, image_size
 
 
 def activations(bottom: Callable[[np.ndarray], np.ndarray], batches, keys: list[str] | None,
-                cache: FeatureCache | None) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 [N, h, w, c] activations, int32 labels [N]) of a whole set, batch by batch.
+                cache: FeatureCache | None, workdir: Path) -> tuple[FeatureMatrix, np.ndarray, tuple[int, ...]]:
+    """(FeatureMatrix of the flattened activations, int32 labels [N], their shape [h, w, c]) of a set.
 
-    bottom: images [B, S, S, 3] -> activations [B, h, w, c]; batches: callable yielding (images, labels)
-    in the order of keys (SHA-256 of each file). A batch whose keys are all cached is read, not run;
-    others are run and written. Without cache or keys every batch runs.
+    bottom: images [B, S, S, 3] -> activations [B, h, w, c]; batches: views.Batches yielding (images,
+    labels) in the order of keys (SHA-256 of each file). A batch whose keys are all cached is read, not
+    run; others are run and written. Without cache or keys every batch runs. The matrix has len(batches)
+    rows, of which the first N are filled, and is file-backed under workdir when large (Lite0's cut at
+    block 11 is 88 KB an image: 5 GB for 60,000 images).
     """
-    parts, labels, done, computed = [], [], 0, 0
+    matrix, labels, done, computed, shape = None, [], 0, 0, None
     writer = cache.writer(SHARD_ROWS) if cache is not None and keys is not None else None
     for images, y in batches():
         batch_keys = keys[done:done + len(y)] if keys is not None else None
-        done += len(y)
-        labels.append(np.asarray(y, np.int32))
         if writer is not None and all(k in cache for k in batch_keys):
             rows = np.zeros([len(y), cache.dim], np.float32)
             for dest, values in cache.read(batch_keys, list(range(len(y)))):
                 rows[dest] = values
-            parts.append(rows)  # flat for now; shaped below, once a computed batch or the shape is known
-            continue
-        out = np.asarray(bottom(images), np.float32)
-        computed += len(y)
-        parts.append(out)
-        if writer is not None:
-            writer.add(batch_keys, out.reshape(len(out), -1))
+        else:
+            out = np.asarray(bottom(images), np.float32)
+            computed, shape, rows = computed + len(y), out.shape[1:], out.reshape(len(out), -1)
+            if writer is not None:
+                writer.add(batch_keys, rows)
+        if matrix is None:
+            matrix = FeatureMatrix(len(batches), rows.shape[1], workdir)
+        matrix.put(np.arange(done, done + len(y)), rows)
+        labels.append(np.asarray(y, np.int32))
+        done += len(y)
     if writer is not None:
         writer.flush()
     log.info("activations at the cut: %d computed, %d from the cache", computed, done - computed)
-    shape = next((p.shape[1:] for p in parts if p.ndim == 4), None) or _shape_of(bottom, batches)
-    return np.concatenate([p.reshape((len(p), *shape)) for p in parts]), np.concatenate(labels)
+    return matrix, np.concatenate(labels), shape or _shape_of(bottom, batches)
 
 
 def _shape_of(bottom, batches) -> tuple[int, ...]:

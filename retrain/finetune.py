@@ -61,10 +61,11 @@ class Phase2:
     trained_blocks: int | None     # blocks that trained; None: the whole backbone
 
 
-def _plan(backbone, settings: FineTuneSettings, train: views.Batches, val: views.Batches, caches):
+def _plan(backbone, settings: FineTuneSettings, train: views.Batches, val: views.Batches, caches, workdir: Path):
     """(forward(x) -> features, trained backbone variables, train batches, val batches, blocks or None).
 
-    caches: None, or cut -> (FeatureCache, train keys, val keys) for the activations at the cut."""
+    caches: None, or cut -> (FeatureCache, train keys, val keys) for the activations at the cut, which
+    are held under workdir when large."""
     blocks = bb.block_count(backbone)
     if blocks is None or settings.layers >= blocks:
         variables = list(getattr(backbone, "trainable_variables", None) or [])
@@ -78,13 +79,13 @@ def _plan(backbone, settings: FineTuneSettings, train: views.Batches, val: views
              settings.layers, blocks, cut)
     bottom = tf.function(lambda x: backbone.bottom(x, cut, training=False), reduce_retracing=True)
     cache, train_keys, val_keys = caches(cut) if caches is not None else (None, None, None)
-    x_train, y_train = cutcache.activations(bottom, train, train_keys, cache)
-    x_val, y_val = cutcache.activations(bottom, val, val_keys, cache)
+    x_train, y_train, shape = cutcache.activations(bottom, train, train_keys, cache, workdir)
+    x_val, y_val, _ = cutcache.activations(bottom, val, val_keys, cache, workdir)
     top = [*backbone.blocks[cut:], backbone.head]
     variables = [v for m in top for v in m.trainable_variables]
     return ((lambda x: backbone.top(x, cut, training=False)), variables,
-            views.array_batches(x_train, y_train, settings.batch_size, settings.seed),
-            views.array_batches(x_val, y_val, settings.batch_size), settings.layers)
+            views.array_batches(x_train, y_train, settings.batch_size, settings.seed, shape),
+            views.array_batches(x_val, y_val, settings.batch_size, shape=shape), settings.layers)
 
 
 class _Loop:
@@ -148,13 +149,14 @@ class _Loop:
 
 def fine_tune(module_path: str, image_size: int, head, train: views.Batches, val: views.Batches,
               settings: FineTuneSettings, cache_dir: Path | None = None,
-              keys: tuple[list[str], list[str]] | None = None) -> Phase2:
+              keys: tuple[list[str], list[str]] | None = None, *, workdir: Path) -> Phase2:
     """Phase 2 on the module at module_path with the phase-1 head (a tf_keras model: features -> softmax).
 
     train/val yield image_size images. Early stopping on validation loss with the best epoch's weights
     restored; when no epoch beats phase 1's validation loss, phase 1's weights come back unchanged and
     `kept` is False. The head is updated in place. With cache_dir and keys (SHA-256 of each training and
     validation file, in batch order) the activations at the cut are kept in the cache between runs.
+    workdir: a folder the caller owns and deletes, holding activations too large for memory.
     """
     model.set_seed(settings.seed)
     caches = None if cache_dir is None or keys is None else (lambda cut: (cutcache.open_cut_cache(
@@ -162,7 +164,7 @@ def fine_tune(module_path: str, image_size: int, head, train: views.Batches, val
         cut), *keys))
     with distribute.current().scope():  # variables made here are mirrored across replicas
         backbone, head_copy, start = bb.load(module_path), model.copy(head), time.perf_counter()
-        forward, variables, train_set, val_set, blocks = _plan(backbone, settings, train, val, caches)
+        forward, variables, train_set, val_set, blocks = _plan(backbone, settings, train, val, caches, workdir)
         cut_seconds = time.perf_counter() - start
         mixed = settings.mixed_precision and bb.block_count(backbone) is not None  # float16 needs our own ops
         if settings.mixed_precision and not mixed:

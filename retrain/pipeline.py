@@ -79,8 +79,8 @@ def run(config: Config) -> Result:
         trained, scored, kept, weighting, augmented = _train(config, module, image_size, labels, source, examples,
                                                              parts, Path(workdir))
         clock.lap("training")
-        tuned = tuning.phase_two(config, module, image_size, trained.head, kept,
-                                 dict(zip([e.path for e in examples], source.digests))) if config.fine_tune else None
+        tuned = tuning.phase_two(config, module, image_size, trained.head, kept, dict(zip(
+            [e.path for e in examples], source.digests)), Path(workdir)) if config.fine_tune else None
         adapted = tuning.export_backbone(config, tuned, module, image_size, run_dir)
         if tuned is not None and tuned.kept:  # the backbone changed: its features, and so the scores, did too
             module = modules.load_info(str(adapted))

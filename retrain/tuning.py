@@ -100,9 +100,11 @@ def choose(plain, with_views, source, y: np.ndarray, val_rows: np.ndarray, views
     return dataclasses.replace(chosen, head=heads[kept], val_loss=scores[kept][0], val_accuracy=scores[kept][1]), report
 
 
-def phase_two(config: Config, module, image_size: int, head, kept: dict[str, list[data.Example]], digests: dict):
+def phase_two(config: Config, module, image_size: int, head, kept: dict[str, list[data.Example]], digests: dict,
+              workdir: Path):
     """Phase-2 fine-tuning of the top of the backbone with the phase-1 head (updated in place); returns
-    finetune.Phase2. digests: path -> SHA-256 of the file, for the cache of activations at the cut."""
+    finetune.Phase2. digests: path -> SHA-256 of the file, for the cache of activations at the cut;
+    workdir (the caller's) holds activations too large for memory."""
     from retrain import finetune, views
 
     batches = {name: views.file_batches([e.path for e in kept[name]], [e.label for e in kept[name]], image_size,
@@ -113,7 +115,8 @@ def phase_two(config: Config, module, image_size: int, head, kept: dict[str, lis
                                          mixed_precision=config.mixed_precision)
     keys = tuple([digests[e.path] for e in kept[name]] for name in ("train", "validation"))
     return finetune.fine_tune(module.path, image_size, head, batches["train"], batches["validation"], settings,
-                              cache_dir=config.feature_cache_dir if config.use_cache else None, keys=keys)
+                              cache_dir=config.feature_cache_dir if config.use_cache else None, keys=keys,
+                              workdir=workdir)
 
 
 def export_backbone(config: Config, phase2, module, image_size: int, run_dir: Path) -> Path | None:

@@ -18,20 +18,34 @@ from retrain.features import extract
 
 log = logging.getLogger(__name__)
 
-# A labelled set: a callable returning an iterable of (float32 images [B, S, S, 3] in [0, 1], int labels [B]).
-Batches = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+class Batches:
+    """A labelled set read batch by batch: calling it gives an iterable of (float32 images [B, ...], int
+    labels [B]); len() is the most rows one call yields (a file that no longer decodes is left out)."""
+
+    def __init__(self, make: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], size: int) -> None:
+        self.make, self.size = make, size
+
+    def __call__(self) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        return self.make()
+
+    def __len__(self) -> int:
+        return self.size
 
 
-def array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None = None) -> Batches:
-    """Batches over in-memory arrays; with a seed, a fresh shuffled order on every call."""
+def array_batches(images, labels: np.ndarray, batch_size: int, seed: int | None = None,
+                  shape: tuple[int, ...] | None = None) -> Batches:
+    """Batches over images float32 [N, ...], or over a FeatureMatrix whose rows are read and reshaped to
+    `shape` (activations kept on disk); with a seed, a fresh shuffled order on every call."""
     rng = np.random.default_rng(seed)
+    read = images.read if hasattr(images, "read") else images.__getitem__
 
     def batches():
         order = rng.permutation(len(labels)) if seed is not None else np.arange(len(labels))
         for start in range(0, len(order), batch_size):
             rows = np.sort(order[start:start + batch_size])
-            yield images[rows], labels[rows]
-    return batches
+            x = read(rows)
+            yield (x if shape is None else x.reshape(len(rows), *shape)), labels[rows]
+    return Batches(batches, len(labels))
 
 
 def view_fingerprint(fingerprint: str, settings: augment.AugmentSettings, seed: int, view: int) -> str:
@@ -53,7 +67,7 @@ def file_batches(paths: list[Path], labels, image_size: int, max_pixels: int, ba
             if view is not None:
                 images = augment.augment(images, view, seed, settings or augment.AugmentSettings())
             yield images, labels[start:start + batch_size][good]
-    return batches
+    return Batches(batches, len(paths))
 
 
 def view_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path, batch_size: int,

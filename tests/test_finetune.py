@@ -30,10 +30,11 @@ def values(variables) -> list[np.ndarray]:
     return [v.numpy() for v in variables]
 
 
-def test_phase_2_that_lowers_validation_loss_is_kept(fake_module):
+def test_phase_2_that_lowers_validation_loss_is_kept(fake_module, tmp_path):
     head = model.build_head(8, 3, 0.0)
     train, val = sets()
-    result = finetune.fine_tune(str(fake_module), 16, head, train, val, FineTuneSettings(learning_rate=1e-2, epochs=4))
+    result = finetune.fine_tune(str(fake_module), 16, head, train, val, FineTuneSettings(learning_rate=1e-2, epochs=4),
+                                workdir=tmp_path)
     assert result.kept and result.after[0] < result.before[0]
     assert result.trained_blocks is None  # an opaque module trains whole
     assert not np.allclose(result.backbone.projection.numpy(), load_projection(fake_module).numpy())
@@ -45,7 +46,7 @@ def load_projection(path):
     return tf.saved_model.load(str(path)).projection
 
 
-def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module):
+def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module, tmp_path):
     model.set_seed(0)  # a head that starts right on the training labels, so every step away hurts validation
     head = model.build_head(8, 3, 0.0)
     x, y = colour_arrays(6)
@@ -54,7 +55,7 @@ def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module):
     train = views.array_batches(x[::2], y[::2], 4, seed=0)
     val = views.array_batches(x[1::2], (y[1::2] + 1) % 3, 4)
     result = finetune.fine_tune(str(fake_module), 16, head, train, val,
-                                FineTuneSettings(learning_rate=1e-1, epochs=3, patience=1))
+                                FineTuneSettings(learning_rate=1e-1, epochs=3, patience=1), workdir=tmp_path)
     assert not result.kept and result.after == result.before
     assert all(np.array_equal(a, b) for a, b in zip(values(head.weights), head_before))
     assert np.array_equal(result.backbone.projection.numpy(), load_projection(fake_module).numpy())
@@ -75,12 +76,13 @@ def lite0_path() -> str:
 
 
 @pytest.mark.slow
-def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path):
+def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path, tmp_path):
     x, y = colour_arrays(4, size=32)
     head = model.build_head(1280, 3, 0.2)
     batches = views.array_batches(x, y, 4, seed=0)
     result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 4),
-                                FineTuneSettings(layers=2, learning_rate=1e-3, epochs=2, patience=2))
+                                FineTuneSettings(layers=2, learning_rate=1e-3, epochs=2, patience=2),
+                                workdir=tmp_path)
     assert result.trained_blocks == 2 and result.kept
     from retrain import backbone
 
@@ -95,13 +97,13 @@ def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path):
 
 
 @pytest.mark.slow
-def test_mixed_precision_trains_the_top_in_float16(lite0_path):
+def test_mixed_precision_trains_the_top_in_float16(lite0_path, tmp_path):
     x, y = colour_arrays(8, size=32)
     head = model.build_head(1280, 3, 0.0)
     batches = views.array_batches(x, y, 2, seed=0)
     result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 8),
                                 FineTuneSettings(layers=1, learning_rate=1e-3, epochs=3, patience=3,
-                                                 mixed_precision=True))
+                                                 mixed_precision=True), workdir=tmp_path)
     assert np.isfinite(result.after[0]) and result.kept and result.after[0] < result.before[0]
 
 
@@ -118,7 +120,8 @@ def test_a_module_without_trainable_variables_is_refused(tmp_path):
     tf.saved_model.save(Fixed(), str(tmp_path / "fixed"))
     train, val = sets()
     with pytest.raises(RetrainError, match="trainable_variables"):
-        finetune.fine_tune(str(tmp_path / "fixed"), 16, model.build_head(3, 3, 0.0), train, val, FineTuneSettings())
+        finetune.fine_tune(str(tmp_path / "fixed"), 16, model.build_head(3, 3, 0.0), train, val, FineTuneSettings(),
+                           workdir=tmp_path)
 
 
 @pytest.mark.slow
