@@ -74,8 +74,9 @@ class Config:
     class_weight: str = "auto"
     # Folder for TensorBoard scalars per epoch (each run adds a run-<n> folder); None writes none.
     tensorboard: Path | None = None
-    # Also train the new layer on augmented views of each training image (never the validation/test ones):
-    # off by default, since each view costs a backbone pass per training image (once: views are cached).
+    # Also train a new layer on augmented views of the training images (never validation/test) and export the
+    # one with the lowest validation loss of it, the plain one and their average. Off by default, since each
+    # view costs a backbone pass per training image (once: views are cached).
     augment: bool = False
     # Views per training image with --augment: each epoch shows every image and one of its views (docs/benchmarks.md).
     augment_views: int = 4
