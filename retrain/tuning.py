@@ -108,7 +108,7 @@ def phase_two(config: Config, module, image_size: int, head, kept: dict[str, lis
     from retrain import finetune, views
 
     batches = {name: views.file_batches([e.path for e in kept[name]], [e.label for e in kept[name]], image_size,
-                                        config.max_pixels, finetune.FineTuneSettings.batch_size)
+                                        config.max_pixels, finetune.FineTuneSettings.batch_size, strict=True)
                for name in ("train", "validation")}
     settings = finetune.FineTuneSettings(layers=config.fine_tune_layers, learning_rate=config.fine_tune_learning_rate,
                                          epochs=config.fine_tune_epochs, seed=config.seed,

@@ -14,6 +14,7 @@ import numpy as np
 
 from retrain import augment
 from retrain.decoding import Decoder
+from retrain.errors import RetrainError
 from retrain.features import extract
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,22 @@ def view_fingerprint(fingerprint: str, settings: augment.AugmentSettings, seed: 
 
 
 def file_batches(paths: list[Path], labels, image_size: int, max_pixels: int, batch_size: int,
-                 view: int | None = None, seed: int = 0, settings: augment.AugmentSettings | None = None):
+                 view: int | None = None, seed: int = 0, settings: augment.AugmentSettings | None = None,
+                 strict: bool = False):
     """A callable yielding (float32 [B, S, S, 3] in [0, 1], int32 [B]) in path order, decoded as for
     training and serving (retrain.decoding); with `view`, augmented as that view. A file that no longer
-    decodes is left out with its label."""
+    decodes is left out with its label; with strict it is a RetrainError instead (rows stay aligned
+    with the caller's per-file cache keys)."""
     decode = Decoder(image_size, max_pixels)
     labels = np.asarray(labels, np.int32)
 
     def batches():
         for start in range(0, len(paths), batch_size):
-            images, good = decode(paths[start:start + batch_size], [])
+            skipped: list[tuple[Path, str]] = []
+            images, good = decode(paths[start:start + batch_size], skipped)
+            if strict and skipped:
+                raise RetrainError(f"--images: {skipped[0][0]} no longer decodes ({skipped[0][1]}); expected the "
+                                   "files to stay as they were while the run reads them")
             if view is not None:
                 images = augment.augment(images, view, seed, settings or augment.AugmentSettings())
             yield images, labels[start:start + batch_size][good]

@@ -1,10 +1,15 @@
 """Augmented views from files: decoded like training, augmented per view, cached per view and settings."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from retrain import augment, modules, views
 from retrain.augment import AugmentSettings
+from retrain.errors import RetrainError
 
 
 def paths_of(folder):
@@ -17,6 +22,15 @@ def test_file_batches_decode_in_path_order(colour_images):
     assert [len(y) for _, y in batches] == [2, 2, 1] and [int(v) for _, y in batches for v in y] == list(range(5))
     images = np.concatenate([x for x, _ in batches])
     assert images.shape == (5, 16, 16, 3) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
+
+
+def test_a_file_that_stopped_decoding_is_left_out_or_with_strict_an_error(colour_images, tmp_path):
+    paths = [Path(shutil.copy(p, tmp_path / p.name)) for p in paths_of(colour_images)[:3]]
+    paths[1].write_bytes(paths[1].read_bytes()[:40])  # truncated after the features were taken
+    kept = [y.tolist() for _, y in views.file_batches(paths, np.arange(3), 16, 10_000_000, 2)()]
+    assert kept == [[0], [2]]
+    with pytest.raises(RetrainError, match=f"{paths[1].name} no longer decodes"):
+        list(views.file_batches(paths, np.arange(3), 16, 10_000_000, 2, strict=True)())
 
 
 def test_a_view_is_the_augmented_decode(colour_images):
