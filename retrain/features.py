@@ -59,16 +59,18 @@ def open_cache(cache_dir, module, image_size: int, variant: str = "") -> Feature
 
 
 def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
-            batch_size: int, max_pixels: int, workdir: Path, variant: str = "", transform=None) -> Extraction:
+            batch_size: int, max_pixels: int, workdir: Path, variant: str = "", transform=None,
+            digests: list[str] | None = None, name: str = "features") -> Extraction:
     """Features of `paths` in their order, duplicates included, through the cache when cache_dir is set.
 
     module has .handle, .path (local SavedModel), .fingerprint and .feature_dim; engine is auto|litert|tf;
     workdir is where a large matrix is kept (the caller owns it). Files that do not decode are skipped
     (and logged once each); they are never cached, so a fixed file is picked up by the next run.
     transform, with a variant naming it in the cache: decoded pixels float32 [n, S, S, 3] -> the same
-    shape, before the module (an augmented view).
+    shape, before the module (an augmented view). digests: the files' SHA-256 when the caller has them
+    (else read here); name: what the progress line calls these rows.
     """
-    digests = [file_digest(path) for path in paths]
+    digests = digests if digests is not None else [file_digest(path) for path in paths]
     rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
     for i, digest in enumerate(digests):
         rows.setdefault(digest, []).append(i)
@@ -76,7 +78,7 @@ def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_di
     missing = [key for key in rows if cache is None or key not in cache]
     cached = [key for key in rows if cache is not None and key in cache]
     n_cached, n_missing = (sum(len(rows[k]) for k in keys) for keys in (cached, missing))
-    log.info("features: %s cached, %s to extract", f"{n_cached:,}", f"{n_missing:,}")
+    log.info("%s: %s cached, %s to extract", name, f"{n_cached:,}", f"{n_missing:,}")
     runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
     dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
     result = Extraction(FeatureMatrix(len(paths), dim, workdir), np.zeros(len(paths), bool), [], n_cached, 0, digests)

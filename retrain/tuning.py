@@ -60,7 +60,8 @@ def add_views(config: Config, module, image_size: int, source, y: np.ndarray, tr
     extra = [views.view_features(train_paths, module=module, image_size=image_size, engine=config.engine,
                                  cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
                                  max_pixels=config.max_pixels, view=v, seed=config.seed, settings=settings,
-                                 workdir=workdir) for v in range(config.augment_views)]
+                                 workdir=workdir, digests=[source.digests[i] for i in train_rows])
+             for v in range(config.augment_views)]
     n, count = len(y), len(train_rows)
     rows = np.column_stack([train_rows] + [n + v * count + np.arange(count) for v in range(len(extra))])
     return WithViews(source, extra), np.concatenate([y, np.tile(y[train_rows], len(extra))]), rows

@@ -78,9 +78,11 @@ def file_batches(paths: list[Path], labels, image_size: int, max_pixels: int, ba
 
 
 def view_features(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path, batch_size: int,
-                  max_pixels: int, view: int, seed: int, settings: augment.AugmentSettings, workdir: Path):
+                  max_pixels: int, view: int, seed: int, settings: augment.AugmentSettings, workdir: Path,
+                  digests: list[str] | None = None):
     """A FeatureMatrix float32 [len(paths), D]: the module's features of view `view` of each file,
-    through the cache; file-backed under workdir when large (the caller owns the folder).
+    through the cache; file-backed under workdir when large (the caller owns the folder). digests:
+    the files' SHA-256 when known, so the files are not read once more per view just to hash them.
 
     features.extract does it, with the pixels augmented after decoding and the view named in the cache
     namespace; files are keyed by the SHA-256 of their bytes, so only missing views are computed.
@@ -88,5 +90,6 @@ def view_features(paths: list[Path], *, module, image_size: int, engine: str, ca
     found = extract(paths, module=module, image_size=image_size, engine=engine, cache_dir=cache_dir,
                     batch_size=batch_size, max_pixels=max_pixels, workdir=Path(workdir),
                     variant=view_fingerprint("", settings, seed, view),
-                    transform=lambda images: augment.augment(images, view, seed, settings))
+                    transform=lambda images: augment.augment(images, view, seed, settings), digests=digests,
+                    name=f"augmented view {view + 1}")
     return found.matrix

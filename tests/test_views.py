@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain import augment, modules, views
+from retrain import augment, features, modules, views
 from retrain.augment import AugmentSettings
 from retrain.errors import RetrainError
 
@@ -55,6 +55,11 @@ def test_view_features_are_cached_per_view_and_settings(colour_images, fake_modu
     kw["settings"] = AugmentSettings(max_brightness_delta=0.0)
     views.view_features(paths, view=0, **kw)
     assert len(list((tmp_path / "cache").iterdir())) == 3
+    # The caller's digests are the keys: the files are not hashed again for every view.
+    given = [f"{i:064x}" for i in range(len(paths))]
+    again = views.view_features(paths, view=0, digests=given, **kw)
+    cache = features.open_cache(tmp_path / "cache", info, 16, views.view_fingerprint("", kw["settings"], 0, 0))
+    assert all(key in cache for key in given) and len(again) == len(paths)
 
 
 def test_view_fingerprint_names_module_settings_seed_and_view():
