@@ -22,6 +22,7 @@ import fashion_mnist
 from retrain.config import Config
 from retrain.evaluate import evaluate
 from retrain.pipeline import run
+from retrain.summary import AUGMENT_CHOICES
 
 RECIPES = {"frozen": {}, "augment": {"augment": True}, "fine-tune": {"fine_tune": True}}
 
@@ -29,8 +30,7 @@ RECIPES = {"frozen": {}, "augment": {"augment": True}, "fine-tune": {"fine_tune"
 def exported(result) -> str:
     """What the recipe chose to export: --augment's head, or whether --fine-tune kept phase 2."""
     if result.augment:
-        return {"without": "head trained without views", "with": "head trained with views",
-                "average": "average of the two heads"}[result.augment["kept"]]
+        return AUGMENT_CHOICES[result.augment["kept"]]
     if result.fine_tune:
         return "phase 2" if result.fine_tune["kept"] else "phase 1 (phase 2 not kept)"
     return ""

@@ -133,6 +133,7 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
 
     from conftest import colour_set, write_images
     from retrain.cli import main
+    from retrain.summary import AUGMENT_CHOICES
 
     def run(*args):
         result = CliRunner().invoke(main, [str(a) for a in args])
@@ -148,7 +149,7 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
     assert views["views"] == 2 and set(views["val_loss"]) == {"without", "with", "average"}
     assert views["kept"] == min(views["val_loss"], key=views["val_loss"].get)
     page = (Path(summary["run"]) / "report.html").read_text()
-    assert f"exported: {views['kept']}" in page and "fine-tune" in page  # both choices in the run's facts
+    assert f"exported {AUGMENT_CHOICES[views['kept']]}" in page and "fine-tune" in page  # both in the facts
     assert (tmp_path / "module-b" / "saved_model.pb").is_file()
     a = write_images(tmp_path / "a", {"light": [(230, 230, 230)] * 8, "dark": [(20, 20, 20)] * 8})
     reused = run("--images", a, "--module", tmp_path / "module-b", "--output", tmp_path / "out-a", "--image-size", 24,
