@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,7 +56,10 @@ def writable(folder: Path, option: str) -> None:
     """Raise RetrainError naming `option` unless a file can be written in `folder` (made if missing)."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        fs.write_atomic(Path(folder) / ".write-check", "ok").unlink()
+        # A name of its own: with one shared name, a run starting beside another deleted the other's probe.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-") as probe:
+            probe.write(b"ok")
+            probe.flush()
     except OSError as e:
         raise RetrainError(f"{option}: cannot write to {folder} ({e.strerror or e}); "
                            "expected a writable folder") from None
