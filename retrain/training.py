@@ -165,5 +165,4 @@ def score(head, source, labels: np.ndarray, rows: np.ndarray) -> tuple[float, fl
     if not len(found):
         return float("nan"), float("nan")
     truth = labels[found]
-    picked = np.clip(scores[np.arange(len(found)), truth], 1e-7, 1.0)  # Keras' clip: a 0 is not an infinite loss
-    return float(-np.mean(np.log(picked))), float(np.mean(scores.argmax(1) == truth))
+    return float(model.cross_entropy()(truth, scores)), float(np.mean(scores.argmax(1) == truth))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import data
+from retrain import data, summary
 from retrain.config import Config
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ class WithViews:
             originals = [(read, x) for read, x in self.source.chunks(part[part < self.n], size)]
             extra = part[part >= self.n]
             which, index = np.divmod(extra - self.n, self.count)
-            x = np.empty((len(extra), self.dim), np.float32)
+            viewed = np.empty((len(extra), self.dim), np.float32)
             for v in np.unique(which):
-                x[which == v] = self.views[v].read(index[which == v])
+                viewed[which == v] = self.views[v].read(index[which == v])
             yield (np.concatenate([read for read, _ in originals] + [extra]),
-                   np.concatenate([x for _, x in originals] + [x]))
+                   np.concatenate([x for _, x in originals] + [viewed]))
 
 
 def add_views(config: Config, module, image_size: int, source, y: np.ndarray, train_rows: np.ndarray,
@@ -92,11 +92,9 @@ def choose(plain, with_views, source, y: np.ndarray, val_rows: np.ndarray, views
     heads = {"without": plain.head, "average": model.average(plain.head, with_views.head), "with": with_views.head}
     scores = {name: training.score(head, source, y, val_rows) for name, head in heads.items()}
     kept = min(scores, key=lambda name: scores[name][0])  # on a tie (or nan: no validation row), the first
-    log.debug("augmented views: validation loss %.4f without them, %.4f with %d per image, %.4f for the average "
-              "of the two heads; exporting: %s", scores["without"][0], scores["with"][0], views,
-              scores["average"][0], kept)
     report = {"kept": kept, "views": views, "val_loss": {name: loss for name, (loss, _) in scores.items()},
               "val_accuracy": {name: accuracy for name, (_, accuracy) in scores.items()}}
+    log.debug("augment: %s", summary.augment_text(report))  # the summary says it at the end of the run
     chosen = with_views if kept == "with" else plain
     return dataclasses.replace(chosen, head=heads[kept], val_loss=scores[kept][0], val_accuracy=scores[kept][1]), report
 

@@ -19,6 +19,7 @@ from retrain.features import extract
 
 log = logging.getLogger(__name__)
 
+
 class Batches:
     """A labelled set read batch by batch: calling it gives an iterable of (float32 images [B, ...], int
     labels [B]); len() is the most rows one call yields (a file that no longer decodes is left out)."""
