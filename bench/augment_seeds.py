@@ -23,9 +23,12 @@ import numpy as np
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import fashion_mnist
 
-from retrain import augment, inputs, model, modules, training, tuning
+from retrain.backbone import keras_models, resolve
 from retrain.config import Config
-from retrain.features import extract
+from retrain.features.extraction import extract
+from retrain.images import augment
+from retrain.inputs import gather
+from retrain.training import trainer, tuning
 
 
 def features(config: Config, module, image_size: int, paths: list[Path], workdir: Path):
@@ -50,9 +53,9 @@ def main() -> None:
         fashion_mnist.write("t10k", None, test_dir)
     settings = augment.AugmentSettings(**json.loads(args.settings))
     config = Config(images=train_dir, output=args.work / "seeds", cache_dir=args.work / "cache", augment=True)
-    found = inputs.read(config)
-    module = modules.load_info(config.module)
-    image_size = modules.image_size_for(module, config.image_size)
+    found = gather.read(config)
+    module = resolve.load_info(config.module)
+    image_size = resolve.image_size_for(module, config.image_size)
     parts = found.parts
     examples = parts["train"] + parts["validation"]
     y = np.array([e.label for e in examples], np.int32)
@@ -70,15 +73,15 @@ def main() -> None:
                                Path(workdir), settings)
         table = []
         for seed in [int(s) for s in args.seeds.split(",")]:
-            train = functools.partial(training.train_head, val_rows=rows["validation"], num_classes=len(found.labels),
+            train = functools.partial(trainer.train_head, val_rows=rows["validation"], num_classes=len(found.labels),
                                       dropout=config.dropout, learning_rate=config.learning_rate,
                                       batch_size=config.batch_size, epochs=config.epochs, patience=config.patience,
                                       seed=seed)
             plain, with_views = train(source, y, rows["train"]), train(*fed)
             _, report = tuning.choose(plain, with_views, source, y, rows["validation"], config.augment_views)
             heads = {"without": plain.head, "with": with_views.head,
-                     "average": model.average(plain.head, with_views.head)}
-            accuracy = {name: training.score(head, test, test_y, np.arange(len(test_y)))[1]
+                     "average": keras_models.average(plain.head, with_views.head)}
+            accuracy = {name: trainer.score(head, test, test_y, np.arange(len(test_y)))[1]
                         for name, head in heads.items()}
             table.append((seed, accuracy, report))
             print(f"seed {seed}: {accuracy} exported {report['kept']}", file=sys.stderr, flush=True)

@@ -1,7 +1,7 @@
 """Beam DirectRunner extraction against the local engine, and a local run on the cache Beam filled.
 
 Steps, each in its own child process (os.wait4 gives its wall time, CPU time and peak RSS):
-  local   retrain.features.extract on a sample (--sample images, no cache): the local engine's
+  local   retrain.features.extraction.extract on a sample (--sample images, no cache): the local engine's
           images/s on this machine now, and the reference features
   beam    python -m retrain extract --runner direct --workers N into a fresh cache (all the images)
   warm    python -m retrain --images IMAGES --cache-dir SAME: must extract 0 and add no file to the cache
@@ -50,11 +50,11 @@ def measure(name: str, argv: list[str], work: Path) -> dict:
 
 def child_local(images: str, sample: str, out: str) -> None:
     """Local engine (auto) on `sample` images spread over the sorted list, no cache; features to out."""
-    from retrain import data
-    from retrain.features import extract
-    from retrain.modules import load_info
+    from retrain.backbone.resolve import load_info
+    from retrain.features.extraction import extract
+    from retrain.inputs import scan
 
-    paths = sorted(e.path for e in data.scan(Path(images), MAX_PIXELS).examples)
+    paths = sorted(e.path for e in scan.scan(Path(images), MAX_PIXELS).examples)
     paths = paths[:: max(1, len(paths) // int(sample))][: int(sample)]  # spread over every class
     module = load_info(MODULE)
     extract(paths[:64], module=module, image_size=224, engine="auto", cache_dir=None, batch_size=64,
@@ -68,7 +68,7 @@ def child_local(images: str, sample: str, out: str) -> None:
 
 
 def child_beam(images: str, cache: str, workers: str) -> None:
-    from retrain import beam
+    from retrain.beam import launch as beam
 
     result = beam.extract(images, cache, MODULE, runner="direct", workers=int(workers), batch_size=64)
     print(json.dumps({k: v for k, v in result.items() if k != "skipped_files"}))
@@ -80,10 +80,10 @@ def cache_files(cache: Path) -> set[str]:
 
 def compare(cache: Path, sample_paths: list[str], local_file: Path) -> float:
     """Largest |cached - local| over the sample."""
-    from retrain import preprocess
-    from retrain.cache import for_module
-    from retrain.features import file_digest
-    from retrain.modules import load_info
+    from retrain.backbone.resolve import load_info
+    from retrain.features.cache import for_module
+    from retrain.features.extraction import file_digest
+    from retrain.images import preprocess
 
     module = load_info(MODULE)
     features = for_module(cache, module.handle or module.path, module.fingerprint, 224, preprocess.PREPROCESS_VERSION)

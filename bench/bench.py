@@ -3,7 +3,7 @@
 Every step runs in its own child process so that wall time and peak RSS (os.wait4's rusage of that
 child) are its own:
   bare      import tensorflow + tensorflow_hub, hub.KerasLayer(module), one forward pass over the
-            training images (retrain.preprocess decode + resize, batches of 64): the floor any tool pays
+            training images (retrain.images.preprocess decode + resize, batches of 64): the floor any tool pays
   cold      python -m retrain --images TRAIN --output OUT --cache-dir EMPTY
   warm      the same cache folder again, a new output
   no-cache  python -m retrain --no-cache --epochs 5 (the backbone in every epoch, make_image_classifier's way)
@@ -68,7 +68,7 @@ def bare_pass() -> None:
     import tensorflow as tf
     import tensorflow_hub as hub
 
-    from retrain import preprocess
+    from retrain.images import preprocess
 
     layer = hub.KerasLayer(sys.argv[2], trainable=False)
     decode = tf.function(lambda b: preprocess.decode_batch(b, 224, MAX_PIXELS),
@@ -81,24 +81,25 @@ def bare_pass() -> None:
 
 def setup() -> None:
     """Child: build the bundled module (once per module folder); print its path."""
-    from retrain import modules
+    from retrain.backbone import resolve
 
     start = time.perf_counter()
-    info = modules.load_info(MODULE)
+    info = resolve.load_info(MODULE)
     print(json.dumps({"path": info.path, "build_s": time.perf_counter() - start}))
 
 
 def engine_pass() -> None:
     """Child: extract features of argv[3] with engine argv[2] (no cache) and save them to argv[4]."""
-    from retrain import engines, features, modules
+    from retrain.backbone import engines, resolve
+    from retrain.features import extraction
 
-    info = modules.load_info(MODULE)
+    info = resolve.load_info(MODULE)
     engine, paths, start = sys.argv[2], list_images(Path(sys.argv[3])), time.perf_counter()
     convert_s = None
     if engine == "litert" and not engines.litert_path(info.fingerprint, 224).exists():
         engines.convert(info.path, 224, engines.litert_path(info.fingerprint, 224))
         convert_s, start = time.perf_counter() - start, time.perf_counter()
-    result = features.extract(paths, module=info, image_size=224, engine=engine, cache_dir=None,
+    result = extraction.extract(paths, module=info, image_size=224, engine=engine, cache_dir=None,
                               batch_size=64, max_pixels=MAX_PIXELS, workdir=Path(sys.argv[4]).parent)
     seconds = time.perf_counter() - start
     np.save(sys.argv[4], result.matrix.read(np.arange(len(paths))))

@@ -1,4 +1,4 @@
-"""Decoding speed of retrain.preprocess: one traced call per batch (map_fn) versus one per image.
+"""Decoding speed of retrain.images.preprocess: one traced call per batch (map_fn) versus one per image.
 
 Both variants run in one process, interleaved, best of three, so a busy machine hurts them alike.
 Usage: python bench/decode.py FOLDER [--size 224] [--images 640]
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from retrain import preprocess
+from retrain.images import preprocess
 
 
 def main() -> None:

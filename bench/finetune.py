@@ -20,9 +20,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import fashion_mnist
 
 from retrain.config import Config
-from retrain.evaluate import evaluate
+from retrain.export.evaluate import evaluate
 from retrain.pipeline import run
-from retrain.summary import AUGMENT_CHOICES
+from retrain.reports.summary import AUGMENT_CHOICES
 
 RECIPES = {"frozen": {}, "augment": {"augment": True}, "fine-tune": {"fine_tune": True}}
 

@@ -1,4 +1,4 @@
-"""Cost of the scan's per-file check (retrain.formats.check) by format and size, and of a whole scan.
+"""Cost of the scan's per-file check (retrain.inputs.formats.check) by format and size, and of a whole scan.
 
 Photo-like images (smooth gradients plus noise) are written to a temporary folder; each check is
 timed best of three, so a busy machine hurts less. Usage: python bench/scan.py [FOLDER]
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from retrain import data, formats
+from retrain.inputs import formats, scan
 
 CASES = [("JPEG", 640, 480), ("JPEG", 2000, 1500), ("JPEG", 2309, 1732), ("JPEG", 4000, 3000),
          ("PNG", 640, 480), ("PNG", 2000, 1500), ("WEBP", 1024, 768), ("GIF", 640, 480), ("BMP", 640, 480)]
@@ -47,7 +47,7 @@ def main() -> None:
             print(f"| {fmt} | {width}x{height} | {path.stat().st_size // 1024} | {ms:.1f} |")
     if len(sys.argv) > 1:
         found = []
-        ms = best_ms(lambda: found.append(data.scan(Path(sys.argv[1]), 50_000_000)), repeats=2)
+        ms = best_ms(lambda: found.append(scan.scan(Path(sys.argv[1]), 50_000_000)), repeats=2)
         n = len(found[-1].examples)
         print(f"\nscan of {sys.argv[1]}: {n} images, {ms:.0f} ms, {ms / n:.2f} ms per image")
 

@@ -22,7 +22,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import fashion_mnist
 
 from retrain.config import Config
-from retrain.evaluate import evaluate
+from retrain.export.evaluate import evaluate
 from retrain.pipeline import run
 
 B_CLASSES = fashion_mnist.CLASSES[:5]

@@ -10,9 +10,10 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from retrain import native, options, stop, summary
+from retrain import native, options, stop
 from retrain.config import Config
 from retrain.errors import RetrainError, out_of_space
+from retrain.reports import summary
 from retrain.version import __version__
 
 D = Config()  # every default comes from the dataclass
@@ -133,7 +134,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool, no_cache: bool, as_json:
 @main.command("modules")
 def modules_command() -> None:
     """List the known module names with handle, input size, feature size and offline availability."""
-    from retrain import catalog
+    from retrain.backbone import catalog
     click.echo("\n".join(catalog.table()))
 
 
@@ -148,7 +149,7 @@ def predict_command(model: Path, images: tuple[Path, ...], top_k: int, as_json: 
     Exit code 0 when every image was answered, 1 when any failed (the others are still answered).
     """
     native.import_tensorflow()
-    from retrain import predict
+    from retrain.export import predict
     results = predict.predict(model, list(images), top_k)
     for r in results:  # a file that failed goes to stderr as an error line, unless everything is JSON
         click.echo(json.dumps(r) if as_json else summary.prediction_line(r), err="error" in r and not as_json)
@@ -166,7 +167,7 @@ def predict_command(model: Path, images: tuple[Path, ...], top_k: int, as_json: 
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def evaluate_command(model: Path, images: Path, batch_size: int, output: Path | None, as_json: bool) -> None:
     """Accuracy of MODEL (run folder, saved_model/ or saved_model/N/) on a labelled image folder, with reports."""
-    from retrain.evaluate import evaluate
+    from retrain.export.evaluate import evaluate
     result = evaluate(model, images, batch_size, output)
     click.echo(json.dumps(dataclasses.asdict(result)) if as_json else "\n".join(summary.evaluation_lines(result)))
 
@@ -189,10 +190,10 @@ def extract_command(pipeline_args: tuple[str, ...], **given) -> None:
         -- --project P --region R --temp_location gs://b/tmp --extra_package dist/retrain-0.1.0-py3-none-any.whl
     """
     try:
-        from retrain import beam
+        from retrain.beam import launch
     except ImportError as error:
         if error.name != "apache_beam":  # a runner's own extra (apache-beam[gcp]) names itself
             raise
         raise RetrainError('extract: Apache Beam is not installed; expected `pip install "retrain[beam]"`') from None
 
-    click.echo(summary.extraction_line(beam.extract(pipeline_args=list(pipeline_args), **given)))
+    click.echo(summary.extraction_line(launch.extract(pipeline_args=list(pipeline_args), **given)))

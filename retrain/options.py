@@ -8,7 +8,7 @@ open share ((0, 1)), fraction ([0, 1]), rate (> 0), points (>= 0).
 from __future__ import annotations
 
 from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS
-from retrain.distribute import STRATEGIES
+from retrain.training.distribute import STRATEGIES
 
 TRAINING = {
     "--images": ("path", "Folder with one sub-folder of images per class."),

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain import data, distribute, inputs, metrics, native, runs, split, tuning
+from retrain import native
 from retrain.config import Config
 from retrain.errors import RetrainError
+from retrain.inputs import gather, scan, split
+from retrain.reports import metrics, run_folder
+from retrain.training import distribute, tuning
 
 log = logging.getLogger(__name__)
 WARMUP_IMAGES = 3  # real requests replayed by TF Serving at load: enough to trace every branch once
@@ -53,14 +56,14 @@ class Result:
 
 def run(config: Config) -> Result:
     """Do what `python -m retrain` does: train a new layer on config.images, export it and report."""
-    clock = runs.Clock()
-    found = inputs.read(config)
+    clock = run_folder.Clock()
+    found = gather.read(config)
     labels, parts = found.labels, found.parts
-    version, run_dir = runs.reserve(config.output_dir)
+    version, run_dir = run_folder.reserve(config.output_dir)
     if config.use_cache and not isinstance(config.feature_cache_dir, str):  # a URL is checked when opened
-        runs.writable(config.feature_cache_dir, "--cache-dir")
+        run_folder.writable(config.feature_cache_dir, "--cache-dir")
     split.write_split_csv(run_dir / "split.csv", parts, labels)
-    data.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
+    scan.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
     if config.dry_run:
         return Result(version, run_dir, None, False, labels, {n: _counts(labels, np.array([e.label for e in part]))
                       for n, part in parts.items()}, {}, "", 0, "", clock.lap("scan"), found.skipped)
@@ -68,10 +71,10 @@ def run(config: Config) -> Result:
     native.import_tensorflow()  # only now: input errors above print alone, without its start-up noise
     if config.fine_tune:
         distribute.make(config.strategy)  # first: collective ops are set up before any other TensorFlow work
-    from retrain import modules
+    from retrain.backbone import resolve
 
-    module = modules.load_info(config.module)
-    image_size = modules.image_size_for(module, config.image_size)
+    module = resolve.load_info(config.module)
+    image_size = resolve.image_size_for(module, config.image_size)
     examples = [e for name in split.SPLITS for e in parts[name]]
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
         source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
@@ -83,7 +86,7 @@ def run(config: Config) -> Result:
             [e.path for e in examples], source.digests)), Path(workdir)) if config.fine_tune else None
         adapted = tuning.export_backbone(config, tuned, module, image_size, run_dir)
         if tuned is not None and tuned.kept:  # the backbone changed: its features, and so the scores, did too
-            module = modules.load_info(str(adapted))
+            module = resolve.load_info(str(adapted))
             source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
             scored, _ = _score(trained.head, source, examples, parts)
         if tuned is not None:
@@ -98,37 +101,37 @@ def run(config: Config) -> Result:
     clock.lap("export")
     counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}
     cache_use = {"cached": source.cached, "extracted": source.extracted} if config.use_cache else None
-    skips = found.skipped + inputs.relative(examples, source.skipped)
+    skips = found.skipped + gather.relative(examples, source.skipped)
     if source.skipped:
-        data.write_skipped_csv(run_dir / "skipped.csv", skips)
+        scan.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
                     clock.seconds, skips, lite, cache_use, tuning.report(tuned), augmented)
-    summaries, facts = runs.write_reports(result, config, scored, trained.history,
+    summaries, facts = run_folder.write_reports(result, config, scored, trained.history,
                                           found.test_root if focus == "test" else Path(config.images), image_size,
                                           [e.path for e in kept[focus][:LATENCY_IMAGES]])
     result = dataclasses.replace(result, metrics=summaries, seconds=clock.lap("report"))
-    runs.write_records(result, config, module, image_size, facts, source.digests)
+    run_folder.write_records(result, config, module, image_size, facts, source.digests)
     if not published:
         raise RetrainError(f"--min-accuracy: {focus} accuracy {accuracy:.4f} is below {config.min_accuracy:g}; "
                            f"the model was not published (kept in {saved} with the reports)", exit_code=3)
     return result
 
 
-def _train(config: Config, module, image_size: int, labels: list[str], source, examples: list[data.Example],
+def _train(config: Config, module, image_size: int, labels: list[str], source, examples: list[scan.Example],
            parts: dict, workdir: Path):
     """Train the head on the kept training rows (with --augment, also on their views, kept under workdir);
     returns (trained, Scored per split, kept examples per split, the class weighting, the --augment report)."""
-    from retrain import training
+    from retrain.training import trainer
 
     side = np.array([name for name in split.SPLITS for _ in parts[name]])
     y = np.array([e.label for e in examples], np.int32)
     rows = {name: np.flatnonzero(source.kept & (side == name)) for name in split.SPLITS}
-    inputs.check_classes_kept(labels, y[rows["train"]], config.images)
+    gather.check_classes_kept(labels, y[rows["train"]], config.images)
     weights, weighting = metrics.class_weights(_counts(labels, y[rows["train"]]), config.class_weight)
     log.info("training the new layer on %d images for up to %d epochs (class weights: %s)",
              len(rows["train"]), config.epochs, weighting)
     train = functools.partial(
-        training.train_head, val_rows=rows["validation"], num_classes=len(labels), dropout=config.dropout,
+        trainer.train_head, val_rows=rows["validation"], num_classes=len(labels), dropout=config.dropout,
         learning_rate=config.learning_rate, batch_size=config.batch_size, epochs=config.epochs,
         patience=config.patience, seed=config.seed, class_weights=None if weights is None else np.array(weights))
     trained, augmented = train(source, y, rows["train"]), None
@@ -139,30 +142,32 @@ def _train(config: Config, module, image_size: int, labels: list[str], source, e
     return trained, scored, kept, weighting, augmented
 
 
-def _score(head, source, examples: list[data.Example], parts: dict) -> tuple[dict, dict]:
+def _score(head, source, examples: list[scan.Example], parts: dict) -> tuple[dict, dict]:
     """(Scored per split: the head's softmax on every row with features, the examples of those rows per
     split). After training, since --no-cache may have found more files that do not decode."""
-    from retrain import training
-    from retrain.report import Scored
+    from retrain.reports.writers import Scored
+    from retrain.training import trainer
 
     side = np.array([name for name in split.SPLITS for _ in parts[name]])
     y = np.array([e.label for e in examples], np.int32)
     scored, kept = {}, {}
     for name in split.SPLITS:
-        found, scores = training.predict(head, source, np.flatnonzero(source.kept & (side == name)))
+        found, scores = trainer.predict(head, source, np.flatnonzero(source.kept & (side == name)))
         scored[name] = Scored(y[found], scores, [examples[i].rel for i in found])
         kept[name] = [examples[i] for i in found]
     return scored, kept
 
 
 def _export(config: Config, module, image_size: int, labels: list[str], trained, target: Path,
-            warmups: list[data.Example], scores: dict) -> Path:
+            warmups: list[scan.Example], scores: dict) -> Path:
     """The classifier (frozen module + trained head + preprocessing) as a SavedModel at target."""
-    from retrain import export, model
+    from retrain.backbone import keras_models
+    from retrain.export import saved_model
 
     log.info("exporting the SavedModel (takes seconds)")
-    return export.publish(
-        model.build_classifier(module.path, image_size, trained.head), target, labels=labels, image_size=image_size,
+    return saved_model.publish(
+        keras_models.build_classifier(module.path, image_size, trained.head), target, labels=labels,
+        image_size=image_size,
         max_pixels=config.max_pixels, warmup_images=[e.path.read_bytes() for e in warmups[:WARMUP_IMAGES]],
         info={"module_handle": config.module, "module_path": module.path, "module_fingerprint": module.fingerprint,
               "metrics": {"val_accuracy": float(trained.val_accuracy), "epochs": trained.epoch, **scores}})
@@ -170,7 +175,7 @@ def _export(config: Config, module, image_size: int, labels: list[str], trained,
 
 def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: list, judged: list) -> dict:
     """runs/N/model.tflite, checked against the SavedModel on the judged split (test, else validation)."""
-    from retrain import tflite
+    from retrain.export import tflite
 
     return tflite.export_checked(saved, run_dir, config.tflite, train_paths=[e.path for e in train],
                                  val_paths=[e.path for e in judged], val_labels=[e.label for e in judged],
@@ -179,12 +184,14 @@ def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: 
 
 def _features(config: Config, module, image_size: int, paths: list[Path], workdir: Path):
     """Feature rows for paths: extracted once through the cache, or (--no-cache) computed every epoch."""
-    from retrain import engines, features
+    from retrain.backbone import engines
+    from retrain.features import extraction
 
     if not config.use_cache:
         runner = engines.open_engine(config.engine, module, image_size, config.batch_size)
-        return features.LiveFeatures(paths, runner, features.Decoder(image_size, config.max_pixels), config.batch_size)
-    return features.extract(paths, module=module, image_size=image_size, engine=config.engine,
+        decoder = extraction.Decoder(image_size, config.max_pixels)
+        return extraction.LiveFeatures(paths, runner, decoder, config.batch_size)
+    return extraction.extract(paths, module=module, image_size=image_size, engine=config.engine,
                             cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
                             max_pixels=config.max_pixels, workdir=workdir)
 

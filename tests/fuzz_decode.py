@@ -63,7 +63,8 @@ def main(out: Path, examples: int) -> None:
     """Decode every mutant; write the tally and any scanner/decoder disagreements to OUT/result.json."""
     import tensorflow as tf
 
-    from retrain import formats, preprocess
+    from retrain.images import preprocess
+    from retrain.inputs import formats
 
     decode = tf.function(lambda b: preprocess.decode_resize(b, S, 10**6),
                          input_signature=[tf.TensorSpec([], tf.string)])

@@ -141,8 +141,8 @@ def solid_images() -> np.ndarray:
 def build_serving_export(fake_module: Path, root: Path) -> ServingExport:
     import tensorflow as tf
 
-    from retrain.export import export_saved_model
-    from retrain.preprocess import decode_resize
+    from retrain.export.saved_model import export_saved_model
+    from retrain.images.preprocess import decode_resize
 
     model = build_model(fake_module)
     samples = sample_images()

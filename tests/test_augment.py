@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from retrain import augment
-from retrain.augment import AugmentSettings
+from retrain.images import augment
+from retrain.images.augment import AugmentSettings
 
 NONE = AugmentSettings(flip=False, max_rotation_degrees=0.0, min_crop_fraction=1.0, max_brightness_delta=0.0,
                        max_contrast_change=0.0)

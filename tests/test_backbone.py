@@ -10,35 +10,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain import backbone, lite0, modules
+from retrain.backbone import lite0, resolve, trainable
 from retrain.errors import RetrainError
 
 IMAGES = np.random.default_rng(0).uniform(size=(3, 32, 32, 3)).astype(np.float32)
 
 
-def hub_layer(path, trainable: bool):
+def hub_layer(path, train: bool):
     import tensorflow_hub as hub
 
-    return hub.KerasLayer(str(path), trainable=trainable)
+    return hub.KerasLayer(str(path), trainable=train)
 
 
 @pytest.fixture(scope="module")
 def exported_fake(fake_module, tmp_path_factory) -> Path:
-    return backbone.export_module(backbone.load(fake_module), 32, tmp_path_factory.mktemp("export") / "fake")
+    return trainable.export_module(trainable.load(fake_module), 32, tmp_path_factory.mktemp("export") / "fake")
 
 
 def test_an_opaque_module_loads_as_itself(fake_module):
-    assert backbone.block_count(backbone.load(fake_module)) is None
+    assert trainable.block_count(trainable.load(fake_module)) is None
 
 
 def test_export_gives_the_source_features_frozen_and_trainable(fake_module, exported_fake):
     import tensorflow as tf
 
     source = tf.saved_model.load(str(fake_module))(IMAGES).numpy()
-    for trainable in (False, True):
-        layer = hub_layer(exported_fake, trainable)
+    for train in (False, True):
+        layer = hub_layer(exported_fake, train)
         assert np.allclose(layer(IMAGES).numpy(), source, atol=1e-6)
-        assert len(layer.trainable_weights) == (2 if trainable else 0)
+        assert len(layer.trainable_weights) == (2 if train else 0)
 
 
 def test_gradients_flow_into_a_trainable_export(exported_fake):
@@ -52,8 +52,8 @@ def test_gradients_flow_into_a_trainable_export(exported_fake):
 
 
 def test_the_export_is_a_different_module_for_the_feature_cache(fake_module, exported_fake):
-    assert modules.fingerprint(exported_fake) != modules.fingerprint(fake_module)
-    assert modules.load_info(str(exported_fake)).feature_dim == 8
+    assert resolve.fingerprint(exported_fake) != resolve.fingerprint(fake_module)
+    assert resolve.load_info(str(exported_fake)).feature_dim == 8
 
 
 def test_an_existing_folder_is_refused_and_left_alone(fake_module, tmp_path):
@@ -61,7 +61,7 @@ def test_an_existing_folder_is_refused_and_left_alone(fake_module, tmp_path):
     target.mkdir()
     (target / "keep.txt").write_text("mine")
     with pytest.raises(RetrainError, match="already exists"):
-        backbone.export_module(backbone.load(fake_module), 32, target)
+        trainable.export_module(trainable.load(fake_module), 32, target)
     assert (target / "keep.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["module"]  # no partial folder left beside it
 
@@ -79,8 +79,8 @@ def test_retrain_runs_on_an_exported_module(exported_fake, colour_images, tmp_pa
 
 @pytest.fixture(scope="module")
 def lite0_export(tmp_path_factory):
-    path = modules.resolve("efficientnet_lite0")
-    return path, backbone.export_module(backbone.load(path), 224, tmp_path_factory.mktemp("lite0") / "module")
+    path = resolve.resolve("efficientnet_lite0")
+    return path, trainable.export_module(trainable.load(path), 224, tmp_path_factory.mktemp("lite0") / "module")
 
 
 @pytest.mark.slow
@@ -88,8 +88,8 @@ def test_a_lite0_export_keeps_blocks_and_features(lite0_export):
     import tensorflow as tf
 
     source, exported = lite0_export
-    again = backbone.load(exported)
-    assert isinstance(again, lite0.Lite0) and backbone.block_count(again) == 16
+    again = trainable.load(exported)
+    assert isinstance(again, lite0.Lite0) and trainable.block_count(again) == 16
     images = np.random.default_rng(1).uniform(size=(2, 224, 224, 3)).astype(np.float32)
     expected = tf.saved_model.load(source)(images).numpy()
     assert np.allclose(hub_layer(exported, False)(images).numpy(), expected, atol=1e-5)

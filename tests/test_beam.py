@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import retrain
+import retrain.beam
 from conftest import colour_set, write_images
-from retrain import engines, preprocess
-from retrain.cache import for_module
+from retrain.backbone import engines
 from retrain.cli import main
+from retrain.features.cache import for_module
+from retrain.images import preprocess
 
 SIZE = 32
 BAD = b"\x89PNG\r\n\x1a\n" + b"\0" * 40  # PNG magic, then nothing a decoder accepts
@@ -29,21 +30,21 @@ def beam_run(fake_module, tmp_path_factory):
     """One 2-worker multi-processing DirectRunner run over 36 colour images, a copy of one and a bad file
 with a name that is not UTF-8."""
     pytest.importorskip("apache_beam")
-    from retrain import beam
+    from retrain.beam import launch
 
     root = tmp_path_factory.mktemp("beam")
     images = write_images(root / "images", colour_set(12))
     shutil.copy(images / "red" / "000.png", images / "red" / "copy.png")
     (images / "blue" / BROKEN).write_bytes(BAD)
-    result = beam.extract(images, root / "cache", str(fake_module), runner="direct", workers=2, image_size=SIZE,
+    result = launch.extract(images, root / "cache", str(fake_module), runner="direct", workers=2, image_size=SIZE,
                           batch_size=5, engine="auto")
     return root, images, result
 
 
 def _module_info(fake_module):
-    from retrain import modules
+    from retrain.backbone import resolve
 
-    return modules.load_info(str(fake_module))
+    return resolve.load_info(str(fake_module))
 
 
 def _cache_files(cache_dir: Path) -> list[str]:
@@ -64,7 +65,7 @@ def test_counts_say_what_happened(beam_run):
 
 @pytest.mark.slow
 def test_beam_features_equal_a_local_extraction(beam_run, fake_module, tmp_path):
-    from retrain.features import extract, file_digest
+    from retrain.features.extraction import extract, file_digest
 
     root, images, _ = beam_run
     paths = _good(images)
@@ -80,7 +81,7 @@ def test_beam_features_equal_a_local_extraction(beam_run, fake_module, tmp_path)
 
 @pytest.mark.slow
 def test_a_local_run_afterwards_extracts_nothing_and_writes_nothing(beam_run, fake_module, tmp_path, monkeypatch):
-    from retrain.features import extract
+    from retrain.features.extraction import extract
 
     root, images, _ = beam_run
     before = _cache_files(root / "cache")
@@ -119,8 +120,9 @@ def test_a_second_run_from_the_command_line_finds_everything_cached(beam_run, fa
 
 def test_extract_without_beam_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "apache_beam", None)  # what `import apache_beam` meets when absent
-    monkeypatch.delitem(sys.modules, "retrain.beam", raising=False)
-    monkeypatch.delattr(retrain, "beam", raising=False)
+    for name in ("retrain.beam.launch", "retrain.beam.transforms"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delattr(retrain.beam, "launch", raising=False)  # else `from retrain.beam import launch` finds it
     result = CliRunner().invoke(main, ["extract", "--images", str(tmp_path), "--cache-dir", str(tmp_path / "c")])
     assert result.exit_code == 1
     assert 'pip install "retrain[beam]"' in result.output
@@ -128,7 +130,7 @@ def test_extract_without_beam_says_how_to_install_it(tmp_path, monkeypatch):
 
 def test_pipeline_options_per_runner():
     pytest.importorskip("apache_beam")
-    from retrain.beam import pipeline_options
+    from retrain.beam.launch import pipeline_options
 
     direct = pipeline_options("direct", None, []).get_all_options()
     assert (direct["runner"], direct["direct_num_workers"], direct["direct_running_mode"]) == \

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain.cache import FeatureCache, ShardWriter, namespace
+from retrain.features.cache import FeatureCache, ShardWriter, namespace
 
 DIM = 6
 
@@ -187,13 +187,13 @@ def test_in_memory_filesystem_and_stale_sweep(tmp_path):
 
 
 def test_a_commit_mark_is_never_replaced(tmp_path):
-    from retrain import storage
+    from retrain import fs
 
     for folder in (tmp_path, f"file://{tmp_path}"):
-        target = storage.join(folder, "a.keys.npy")
-        storage.publish(target, b"first", overwrite=False)
+        target = fs.join(folder, "a.keys.npy")
+        fs.publish(target, b"first", overwrite=False)
         with pytest.raises(OSError):
-            storage.publish(target, b"second", overwrite=False)
+            fs.publish(target, b"second", overwrite=False)
         assert (tmp_path / "a.keys.npy").read_bytes() == b"first"
         assert not list(tmp_path.glob(".tmp-*"))
         (tmp_path / "a.keys.npy").unlink()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrain import cutcache, matrix, views
+from retrain.features import cut_cache, matrix, views
 
 
 def counting_bottom(calls: list):
@@ -20,14 +20,14 @@ def test_second_pass_reads_the_cache_and_gives_the_same_rows(tmp_path, monkeypat
     keys = [f"{i:064x}" for i in range(7)]
     batches = views.array_batches(images, labels, 3)
     calls: list = []
-    first, y, shape = cutcache.activations(counting_bottom(calls), batches, keys,
-                                           cutcache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
+    first, y, shape = cut_cache.activations(counting_bottom(calls), batches, keys,
+                                           cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
     assert sum(calls) == 7 and shape == (4, 4, 3) and first.path is not None and len(first) == 7
     rows = first.read(np.arange(7)).reshape(7, *shape)
     np.testing.assert_array_equal(rows, images[:, ::2, ::2, :] * 2.0)
     calls.clear()
-    again, y_again, shape_again = cutcache.activations(
-        counting_bottom(calls), batches, keys, cutcache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
+    again, y_again, shape_again = cut_cache.activations(
+        counting_bottom(calls), batches, keys, cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
     assert sum(calls) <= 1 and shape_again == shape  # at most one image, to learn the activation shape
     assert np.array_equal(again.read(np.arange(7)), first.read(np.arange(7))) and np.array_equal(y_again, labels)
     shaped = [x for x, _ in views.array_batches(again, y_again, 4, shape=shape)()]
@@ -35,7 +35,7 @@ def test_second_pass_reads_the_cache_and_gives_the_same_rows(tmp_path, monkeypat
 
 
 def test_another_cut_or_module_is_another_namespace(tmp_path):
-    names = {cutcache.open_cut_cache(tmp_path, "m", fp, 8, 1, cut).folder.name
+    names = {cut_cache.open_cut_cache(tmp_path, "m", fp, 8, 1, cut).folder.name
              for fp, cut in (("fp", 11), ("fp", 14), ("other", 11))}
     assert len(names) == 3
 
@@ -43,6 +43,6 @@ def test_another_cut_or_module_is_another_namespace(tmp_path):
 def test_without_keys_every_batch_runs(tmp_path):
     images = np.zeros((4, 8, 8, 3), np.float32)
     calls: list = []
-    x, y, shape = cutcache.activations(counting_bottom(calls), views.array_batches(images, np.zeros(4), 2), None,
-                                       cutcache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path)
+    x, y, shape = cut_cache.activations(counting_bottom(calls), views.array_batches(images, np.zeros(4), 2), None,
+                                       cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path)
     assert calls == [2, 2] and x.shape == (4, 48) and shape == (4, 4, 3) and y.dtype == np.int32

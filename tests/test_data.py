@@ -13,15 +13,15 @@ from PIL import Image
 
 from conftest import colour_set, write_images
 from corpus import build_corpus
-from retrain import data
 from retrain.errors import RetrainError
-from retrain.split import split_examples
+from retrain.inputs import scan as scanning
+from retrain.inputs.split import split_examples
 
 BIG = 50_000_000
 
 
 def scan(root, max_pixels=BIG):
-    return data.scan(root, max_pixels)
+    return scanning.scan(root, max_pixels)
 
 
 @pytest.fixture
@@ -99,21 +99,21 @@ def test_non_utf8_names_survive_the_scan_the_split_and_the_csv(messy, tmp_path):
     assert os.fsencode(odd.rel).endswith(b"caf\xe9-latin1-name.png") and odd.path.exists()
     split_examples(found.examples, found.labels)
     out = tmp_path / "skipped.csv"
-    data.write_skipped_csv(out, found.skipped + [(odd.rel, "example")])
+    scanning.write_skipped_csv(out, found.skipped + [(odd.rel, "example")])
     rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
     assert rows[0] == ["path", "reason"] and ["blue/caf\\xe9-latin1-name.png", "example"] in rows
 
 
 def test_skipped_csv_round_trips_odd_names_and_leaves_no_temporary_file(tmp_path):
     skipped = [("a/with, comma.png", 'says "hi"'), ("b/ünï\ncode.jpg", "empty file: 0 bytes")]
-    data.write_skipped_csv(tmp_path / "skipped.csv", skipped)
+    scanning.write_skipped_csv(tmp_path / "skipped.csv", skipped)
     rows = list(csv.reader((tmp_path / "skipped.csv").open(encoding="utf-8", newline="")))
     assert rows == [["path", "reason"], *map(list, skipped)]
     assert os.listdir(tmp_path) == ["skipped.csv"]
 
 
 def test_summary_counts_once_and_each_skip_gets_its_line(messy, caplog):
-    caplog.set_level(logging.DEBUG, logger="retrain.data")
+    caplog.set_level(logging.DEBUG, logger="retrain.inputs.scan")
     scan(messy[0])
     summary = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(summary) == 1
@@ -125,7 +125,7 @@ def test_summary_counts_once_and_each_skip_gets_its_line(messy, caplog):
 
 
 def test_scan_runs_without_tensorflow(messy):
-    code = ("import sys; from retrain import data; data.scan(sys.argv[1], 10**8); "
+    code = ("import sys; from retrain.inputs import scan; scan.scan(sys.argv[1], 10**8); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
     result = subprocess.run([sys.executable, "-c", code, str(messy[0])], capture_output=True, text=True,
                             check=False)

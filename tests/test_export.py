@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from retrain import export, fs
+from retrain import fs
 from retrain.errors import RetrainError
-from retrain.export import export_saved_model
-from retrain.tflite import export_tflite, tflite_scores
+from retrain.export import saved_model
+from retrain.export.saved_model import export_saved_model
+from retrain.export.tflite import export_tflite, tflite_scores
 from serving_fixture import IMAGE_SIZE, LABELS, MAX_PIXELS, solid_images
 
 
@@ -82,7 +83,7 @@ def half_save(obj, export_dir, signatures=None):
 
 
 def test_a_crash_midway_leaves_no_numeric_folder(serving_export, tmp_path, monkeypatch):
-    monkeypatch.setattr(export.tf.saved_model, "save", half_save)
+    monkeypatch.setattr(saved_model.tf.saved_model, "save", half_save)
     with pytest.raises(KeyboardInterrupt):
         export_saved_model(serving_export.model, **export_kwargs(serving_export, tmp_path, 3))
     assert list(tmp_path.iterdir()) == [], "the staging folder was not cleaned up"
@@ -91,7 +92,7 @@ def test_a_crash_midway_leaves_no_numeric_folder(serving_export, tmp_path, monke
 @pytest.mark.slow
 def test_a_hard_kill_leaves_only_a_non_numeric_staging_folder(serving_export, tmp_path, monkeypatch):
     """With no chance to clean up (SIGKILL), the leftover is invisible to TF Serving and harmless."""
-    monkeypatch.setattr(export.tf.saved_model, "save", half_save)
+    monkeypatch.setattr(saved_model.tf.saved_model, "save", half_save)
     monkeypatch.setattr(fs.shutil, "rmtree", lambda *args, **kwargs: None)
     with pytest.raises(KeyboardInterrupt):
         export_saved_model(serving_export.model, **export_kwargs(serving_export, tmp_path, 4))
@@ -103,7 +104,7 @@ def test_second_export_is_a_higher_sibling_with_a_fallback_warmup(serving_export
     base = tmp_path / "saved_model"
     shutil.copytree(serving_export.version_dir, base / "1")
     (base / ".tmp-2-99999").mkdir()  # a stale staging folder from a killed run must not matter
-    with caplog.at_level(logging.WARNING, logger="retrain.export_assets"):
+    with caplog.at_level(logging.WARNING, logger="retrain.export.assets"):
         second = export_saved_model(serving_export.model, **export_kwargs(
             serving_export, base, 2, warmup_images=[b"not an image"]))
     assert second == base / "2" and numeric_dirs(base) == ["1", "2"]
@@ -127,22 +128,22 @@ def test_empty_batches_skip_the_model():
         with tf.control_dependencies([tf.debugging.assert_positive(tf.shape(images)[0])]):
             return tf.nn.softmax(tf.reduce_mean(images, axis=[1, 2]))
 
-    signatures = export._signatures(picky, ["a", "b", "c"], 8, 1000)
+    signatures = saved_model._signatures(picky, ["a", "b", "c"], 8, 1000)
     for name, key in [("serving_default", "image_bytes"), ("classify", "inputs")]:
         out = signatures[name](**{key: tf.constant([], tf.string)})
         assert out["scores"].shape == (0, 3) and out["classes"].shape == (0, 3)
 
 
 def test_lean_save_tracks_only_captured_variables(serving_export):
-    signatures = export._signatures(serving_export.model, LABELS, IMAGE_SIZE, MAX_PIXELS)
-    holder = export._holder(serving_export.model, signatures)
+    signatures = saved_model._signatures(serving_export.model, LABELS, IMAGE_SIZE, MAX_PIXELS)
+    holder = saved_model._holder(serving_export.model, signatures)
     assert not hasattr(holder, "model") and len(holder.captured_variables) == 4  # module 2 + head 2
 
 
 def test_a_captured_table_falls_back_to_saving_the_whole_model():
     table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(["a"], [1]), default_value=0)
     function = tf.function(lambda x: table.lookup(x), input_signature=[tf.TensorSpec([None], tf.string)])
-    holder = export._holder(model=table, signatures={"t": function.get_concrete_function()})
+    holder = saved_model._holder(model=table, signatures={"t": function.get_concrete_function()})
     assert holder.model is table
 
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from retrain.cli import main
-from retrain.evaluate import evaluate
+from retrain.export.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("fashion_mnist", ROOT / "bench" / "fashion_mnist.py")

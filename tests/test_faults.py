@@ -20,7 +20,7 @@ import pytest
 
 from conftest import colour_set, write_images
 from retrain import fs
-from retrain.features import file_digest
+from retrain.features.extraction import file_digest
 
 pytestmark = pytest.mark.slow  # real processes importing TensorFlow: seconds each
 

@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from conftest import colour_set, write_images
-from retrain import engines, matrix
+from retrain.backbone import engines
 from retrain.errors import RetrainError
-from retrain.features import extract, file_digest
+from retrain.features import matrix
+from retrain.features.extraction import extract, file_digest
 
-# retrain.modules.ModuleInfo carries these fields; a stand-in keeps this file independent of module loading.
+# retrain.backbone.resolve.ModuleInfo carries these fields; a stand-in keeps this file independent of module loading.
 Module = collections.namedtuple("Module", "handle path image_size feature_dim fingerprint")
 SIZE = 32
 
@@ -172,7 +173,7 @@ def test_auto_falls_back_to_tensorflow_when_conversion_fails(images, module, tmp
     def unsupported(*args, **kwargs):
         raise RuntimeError("op FancyOp is neither a custom op nor a flex op")
     monkeypatch.setattr(engines, "convert", unsupported)
-    with caplog.at_level(logging.WARNING, logger="retrain.engines"):
+    with caplog.at_level(logging.WARNING, logger="retrain.backbone.engines"):
         features = run(images, module, tmp_path, engine="auto", cache=False)
     assert "FancyOp" in caplog.text and "TensorFlow" in caplog.text
     np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
@@ -204,9 +205,9 @@ def test_a_signature_only_module_runs(images, tmp_path, engine):
 
 @pytest.mark.slow
 def test_bundled_module_litert_matches_tensorflow(tmp_path):
-    from retrain import modules
+    from retrain.backbone import resolve
 
-    info = modules.load_info("efficientnet_lite0")
+    info = resolve.load_info("efficientnet_lite0")
     size = info.image_size or 224
     paths = sorted(write_images(tmp_path / "images", colour_set(3), size=40).rglob("*.png"))
     kw = dict(module=info, image_size=size, cache_dir=None, batch_size=4, max_pixels=10_000_000,

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import COLOURS
-from retrain import finetune, model, modules, views
-from retrain.finetune import FineTuneSettings
+from retrain.backbone import keras_models, resolve
+from retrain.features import views
+from retrain.training import finetune
+from retrain.training.finetune import FineTuneSettings
 
 
 def colour_arrays(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +33,7 @@ def values(variables) -> list[np.ndarray]:
 
 
 def test_phase_2_that_lowers_validation_loss_is_kept(fake_module, tmp_path):
-    head = model.build_head(8, 3, 0.0)
+    head = keras_models.build_head(8, 3, 0.0)
     train, val = sets()
     result = finetune.fine_tune(str(fake_module), 16, head, train, val, FineTuneSettings(learning_rate=1e-2, epochs=4),
                                 workdir=tmp_path)
@@ -47,8 +49,8 @@ def load_projection(path):
 
 
 def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module, tmp_path):
-    model.set_seed(0)  # a head that starts right on the training labels, so every step away hurts validation
-    head = model.build_head(8, 3, 0.0)
+    keras_models.set_seed(0)  # a head that starts right on the training labels, so every step away hurts validation
+    head = keras_models.build_head(8, 3, 0.0)
     x, y = colour_arrays(6)
     head_before = values(head.weights)
     # Validation labels contradict the training labels, so every step on the training set hurts it.
@@ -72,21 +74,21 @@ def test_array_batches_cover_every_row_once_in_a_fresh_order():
 
 @pytest.fixture(scope="module")
 def lite0_path() -> str:
-    return modules.resolve("efficientnet_lite0")
+    return resolve.resolve("efficientnet_lite0")
 
 
 @pytest.mark.slow
 def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path, tmp_path):
     x, y = colour_arrays(4, size=32)
-    head = model.build_head(1280, 3, 0.2)
+    head = keras_models.build_head(1280, 3, 0.2)
     batches = views.array_batches(x, y, 4, seed=0)
     result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 4),
                                 FineTuneSettings(layers=2, learning_rate=1e-3, epochs=2, patience=2),
                                 workdir=tmp_path)
     assert result.trained_blocks == 2 and result.kept
-    from retrain import backbone
+    from retrain.backbone import trainable
 
-    original = backbone.load(lite0_path)
+    original = trainable.load(lite0_path)
     tuned = result.backbone
     # The bottom is frozen, the top moved, and no moving statistic anywhere was touched.
     assert np.array_equal(tuned.blocks[13].project.kernel.numpy(), original.blocks[13].project.kernel.numpy())
@@ -99,7 +101,7 @@ def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path, tm
 @pytest.mark.slow
 def test_mixed_precision_trains_the_top_in_float16(lite0_path, tmp_path):
     x, y = colour_arrays(8, size=32)
-    head = model.build_head(1280, 3, 0.0)
+    head = keras_models.build_head(1280, 3, 0.0)
     batches = views.array_batches(x, y, 2, seed=0)
     result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 8),
                                 FineTuneSettings(layers=1, learning_rate=1e-3, epochs=3, patience=3,
@@ -120,8 +122,8 @@ def test_a_module_without_trainable_variables_is_refused(tmp_path):
     tf.saved_model.save(Fixed(), str(tmp_path / "fixed"))
     train, val = sets()
     with pytest.raises(RetrainError, match="trainable_variables"):
-        finetune.fine_tune(str(tmp_path / "fixed"), 16, model.build_head(3, 3, 0.0), train, val, FineTuneSettings(),
-                           workdir=tmp_path)
+        finetune.fine_tune(str(tmp_path / "fixed"), 16, keras_models.build_head(3, 3, 0.0), train, val,
+                           FineTuneSettings(), workdir=tmp_path)
 
 
 @pytest.mark.slow
@@ -133,7 +135,7 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
 
     from conftest import colour_set, write_images
     from retrain.cli import main
-    from retrain.summary import AUGMENT_CHOICES
+    from retrain.reports.summary import AUGMENT_CHOICES
 
     def run(*args):
         result = CliRunner().invoke(main, [str(a) for a in args])
@@ -159,8 +161,8 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
 
 
 def test_views_mix_with_the_originals_in_every_chunk(tmp_path, monkeypatch):
-    from retrain import matrix as matrices
-    from retrain.tuning import WithViews
+    from retrain.features import matrix as matrices
+    from retrain.training.tuning import WithViews
 
     class Source:  # what features.extract returns, reduced to what WithViews reads
         def __init__(self, matrix):
@@ -186,9 +188,9 @@ def test_views_mix_with_the_originals_in_every_chunk(tmp_path, monkeypatch):
 
 
 def test_augment_exports_the_head_with_the_lowest_validation_loss(tmp_path):
-    from retrain.matrix import FeatureMatrix
-    from retrain.training import train_head
-    from retrain.tuning import choose
+    from retrain.features.matrix import FeatureMatrix
+    from retrain.training.trainer import train_head
+    from retrain.training.tuning import choose
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300).astype(np.int32)

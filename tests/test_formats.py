@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from corpus import build_corpus, ycck_jpeg
-from retrain import data, formats
+from retrain.inputs import formats, scan
 from serving_fixture import encode
 
 TESTS = Path(__file__).parent
@@ -45,7 +45,7 @@ def test_formats_are_named_by_content(head, kind, name):
 def test_cmyk_and_ycck_jpegs_are_kept_and_decode_to_the_right_colour(tmp_path):
     import tensorflow as tf
 
-    from retrain.preprocess import decode_resize
+    from retrain.images.preprocess import decode_resize
 
     rgb = (200, 30, 60)
     for name, blob in [("cmyk.jpg", encode(Image.new("RGB", (16, 16), rgb).convert("CMYK"), "JPEG", quality=100)),
@@ -68,12 +68,12 @@ def test_bmp_size_must_match_its_header_as_tensorflow_requires(tmp_path):
 def test_every_file_the_scan_keeps_decodes_in_tensorflow(tmp_path):
     import tensorflow as tf
 
-    from retrain.preprocess import decode_resize
+    from retrain.images.preprocess import decode_resize
 
     root = tmp_path / "imgs"
     build_corpus(root, ["a", "b", "c"])
     decode = tf.function(lambda b: decode_resize(b, 16, 10**8), input_signature=[tf.TensorSpec([], tf.string)])
-    for example in data.scan(root, 10**8).examples:
+    for example in scan.scan(root, 10**8).examples:
         pixels = decode(tf.constant(example.path.read_bytes())).numpy()
         assert pixels.shape == (16, 16, 3) and 0.0 <= pixels.min() <= pixels.max() <= 1.0, example.rel
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from retrain import hub, modules
+from retrain.backbone import hub_cache, resolve
 from retrain.errors import RetrainError
 
 MOBILENET = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("hub_cache")  # every test here gets an emp
                                     "google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2"])
 def test_a_download_without_network_fails_in_one_line(handle, no_network):
     with pytest.raises(RetrainError) as error:
-        modules.resolve(handle)
+        resolve.resolve(handle)
     message = str(error.value)
     assert "\n" not in message and handle in message and "TFHUB_CACHE_DIR" in message
     assert "local SavedModel path" in message and "Name or service not known" in message
@@ -32,10 +32,10 @@ def test_a_network_that_never_answers_is_cut_off(monkeypatch):
         released.wait()
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
     monkeypatch.setattr(socket, "getaddrinfo", hang)
-    monkeypatch.setattr(hub, "CONNECT_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(hub_cache, "CONNECT_TIMEOUT_S", 0.05)
     try:
         with pytest.raises(RetrainError, match=r"no answer from tfhub.dev within 0.05 s"):
-            modules.resolve(MOBILENET)
+            resolve.resolve(MOBILENET)
     finally:  # let the probe thread end with this test
         released.set()
         for thread in threading.enumerate():
@@ -46,12 +46,12 @@ def test_a_network_that_never_answers_is_cut_off(monkeypatch):
 def test_the_probe_goes_to_the_proxy_when_one_is_set(monkeypatch):
     monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
     monkeypatch.delenv("no_proxy", raising=False)
-    assert hub._address(MOBILENET) == ("proxy.internal", 3128)
+    assert hub_cache._address(MOBILENET) == ("proxy.internal", 3128)
     monkeypatch.delenv("https_proxy")
-    assert hub._address(MOBILENET) == ("tfhub.dev", 443)
+    assert hub_cache._address(MOBILENET) == ("tfhub.dev", 443)
 
 
 def test_kaggle_handles_and_urls_map_to_download_urls():
-    assert hub.as_url("google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2") == (
+    assert hub_cache.as_url("google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2") == (
         "https://www.kaggle.com/models/google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2")
-    assert hub.as_url(MOBILENET) == MOBILENET and hub.as_url("not/a/handle") is None
+    assert hub_cache.as_url(MOBILENET) == MOBILENET and hub_cache.as_url("not/a/handle") is None

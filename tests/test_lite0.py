@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 import lite0_numpy
-from retrain import lite0, modules, pth
+from retrain.backbone import lite0, lite0_weights, resolve
 
 PICTURES = ("chelsea", "coffee", "astronaut", "rocket")
 
 
 @pytest.fixture(scope="module")
 def module_path() -> str:
-    return modules.resolve("efficientnet_lite0")  # built once per session (conftest's RETRAIN_MODULE_DIR)
+    return resolve.resolve("efficientnet_lite0")  # built once per session (conftest's RETRAIN_MODULE_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_the_imagenet_classifier_on_top_names_the_cat_and_the_espresso(loaded, f
 
 @pytest.mark.slow
 def test_features_match_an_independent_numpy_port(features, pictures):
-    expected = lite0_numpy.features(pictures, pth.read_lite0_weights())
+    expected = lite0_numpy.features(pictures, lite0_weights.read_lite0_weights())
     cosine = (features * expected).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(expected, axis=1)
     assert (cosine >= 0.999).all(), dict(zip(PICTURES, cosine))
 
@@ -84,7 +84,7 @@ def test_a_trainable_keras_layer_trains_and_uses_batch_statistics(module_path, p
     assert all(g is not None for g in gradients)
     assert np.abs(trained.numpy() - features).max() > 1e-2  # batch statistics, not the moving ones
     moving = [w for w in layer.non_trainable_weights if "moving_mean" in w.name][0]
-    assert np.abs(moving.numpy() - pth.read_lite0_weights()["_bn0.running_mean"]).max() > 0  # updated
+    assert np.abs(moving.numpy() - lite0_weights.read_lite0_weights()["_bn0.running_mean"]).max() > 0  # updated
 
 
 def _fake_save(path):

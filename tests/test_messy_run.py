@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import COLOURS, colour_set, write_images
 from corpus import build_corpus
 from retrain.cli import main
-from retrain.skipped import printable
+from retrain.inputs.skipped import printable
 
 
 def invoke(*args):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrain.errors import RetrainError
-from retrain.metrics import class_weights, compute, expected_calibration_error
+from retrain.reports.metrics import class_weights, compute, expected_calibration_error
 
 LABELS = ["a", "b", "c"]
 Y = [0, 0, 0, 1, 1, 2]

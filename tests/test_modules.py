@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from retrain import catalog, modules
+from retrain.backbone import catalog, resolve
 from retrain.errors import RetrainError
 
 MOBILENET = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5"
@@ -20,20 +20,20 @@ def cache_copy(cache, handle, module):
 
 
 def test_a_local_folder_reports_a_free_image_size(fake_module):
-    info = modules.load_info(str(fake_module))
+    info = resolve.load_info(str(fake_module))
     assert (info.handle, info.path, info.image_size, info.feature_dim) == (str(fake_module), str(fake_module), None, 8)
     assert len(info.fingerprint) >= 32 and int(info.fingerprint, 16) >= 0
 
 
 def test_a_fixed_signature_gives_its_image_size(fixed_module, fake_module):
-    info = modules.load_info(str(fixed_module))
+    info = resolve.load_info(str(fixed_module))
     assert (info.image_size, info.feature_dim) == (32, 8)
-    assert info.fingerprint != modules.load_info(str(fake_module)).fingerprint
+    assert info.fingerprint != resolve.load_info(str(fake_module)).fingerprint
 
 
 def test_a_folder_without_saved_model_pb_is_refused(tmp_path):
     with pytest.raises(RetrainError) as error:
-        modules.resolve(str(tmp_path))
+        resolve.resolve(str(tmp_path))
     assert str(error.value) == (f"--module: {tmp_path} has no saved_model.pb; "
                                 "expected a TF2 SavedModel directory")
 
@@ -42,17 +42,17 @@ def test_a_file_is_refused(tmp_path):
     path = tmp_path / "model.tar.gz"
     path.write_bytes(b"")
     with pytest.raises(RetrainError, match="is a file; expected a TF2 SavedModel directory"):
-        modules.resolve(str(path))
+        resolve.resolve(str(path))
 
 
 def test_an_unknown_word_points_at_the_module_list():
     with pytest.raises(RetrainError, match=r"found 'mobilenet'.*`retrain modules`"):
-        modules.resolve("mobilenet")
+        resolve.resolve("mobilenet")
 
 
 def test_a_misspelt_name_gets_the_close_names():
     with pytest.raises(RetrainError, match=r"found 'efficientnet_lite'.*did you mean efficientnet_lite0"):
-        modules.resolve("efficientnet_lite")
+        resolve.resolve("efficientnet_lite")
 
 
 def test_a_feature_map_module_is_refused(tmp_path):
@@ -65,28 +65,28 @@ def test_a_feature_map_module_is_refused(tmp_path):
 
     tf.saved_model.save(FeatureMap(), str(tmp_path / "map"))
     with pytest.raises(RetrainError, match=r"outputs shape \(None, 8, 8, 3\); expected a feature vector"):
-        modules.load_info(str(tmp_path / "map"))
+        resolve.load_info(str(tmp_path / "map"))
 
 
 def test_image_size_follows_the_module_or_the_option(fake_module, fixed_module):
-    free, fixed = modules.load_info(str(fake_module)), modules.load_info(str(fixed_module))
-    assert (modules.image_size_for(free, None), modules.image_size_for(free, 64)) == (224, 64)
-    assert modules.image_size_for(fixed, None) == modules.image_size_for(fixed, 32) == 32
+    free, fixed = resolve.load_info(str(fake_module)), resolve.load_info(str(fixed_module))
+    assert (resolve.image_size_for(free, None), resolve.image_size_for(free, 64)) == (224, 64)
+    assert resolve.image_size_for(fixed, None) == resolve.image_size_for(fixed, 32) == 32
     with pytest.raises(RetrainError, match="--image-size: found 64, but module .* expects 32x32"):
-        modules.image_size_for(fixed, 64)
+        resolve.image_size_for(fixed, 64)
 
 
 def test_a_cached_handle_resolves_offline(hub_cache, no_network, fake_module):
     cached = cache_copy(hub_cache, MOBILENET, fake_module)
-    assert modules.resolve(MOBILENET) == str(cached)
-    info = modules.load_info("mobilenet_v2_100_224")  # the catalog name maps to the same handle
+    assert resolve.resolve(MOBILENET) == str(cached)
+    info = resolve.load_info("mobilenet_v2_100_224")  # the catalog name maps to the same handle
     assert (info.handle, info.path, info.feature_dim) == ("mobilenet_v2_100_224", str(cached), 8)
 
 
 def test_a_cached_kaggle_handle_resolves_offline(hub_cache, no_network, fake_module):
     handle = "google/mobilenet-v2/tensorFlow2/100-224-feature-vector/2"
     cached = cache_copy(hub_cache, "https://www.kaggle.com/models/" + handle, fake_module)
-    assert modules.resolve(handle) == str(cached)
+    assert resolve.resolve(handle) == str(cached)
 
 
 def test_catalog_rows_are_complete(hub_cache, fake_module):

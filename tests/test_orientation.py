@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from retrain import orientation
-from retrain.preprocess import decode_resize
+from retrain.images import orientation
+from retrain.images.preprocess import decode_resize
 
 S = 16
 # exif_transpose's transform for each orientation; storing the inverse makes the shown image upright.

@@ -41,9 +41,9 @@ def test_without_cache_the_backbone_trains_in_the_loop(colour_images, fake_modul
 
 
 def test_only_the_new_layer_trains(fake_module):
-    from retrain import model
-    head = model.build_head(8, 3, 0.2)
-    classifier = model.build_classifier(str(fake_module), 32, head)
+    from retrain.backbone import keras_models
+    head = keras_models.build_head(8, 3, 0.2)
+    classifier = keras_models.build_classifier(str(fake_module), 32, head)
     assert [w.name for w in classifier.trainable_weights] == [w.name for w in head.trainable_weights]
     assert {w.name.split("/")[-1].split(":")[0] for w in classifier.trainable_weights} == {"kernel", "bias"}
     assert len(classifier.non_trainable_weights) == 2  # the module's own variables, frozen
@@ -84,7 +84,7 @@ def test_export_runs_in_a_process_with_only_tensorflow(colour_images, fake_modul
 
 @pytest.mark.slow
 def test_features_are_reused_from_the_cache(colour_images, fake_module, tmp_path, monkeypatch):
-    from retrain import engines
+    from retrain.backbone import engines
 
     cache = tmp_path / "cache"
     first = train(colour_images, fake_module, tmp_path / "a", cache_dir=cache)
@@ -109,7 +109,10 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     """The exported model (module + head + decoding) answers what the trained head said on the features."""
     import tensorflow as tf
 
-    from retrain import data, features, modules, preprocess
+    from retrain.backbone import resolve
+    from retrain.features import extraction
+    from retrain.images import preprocess
+    from retrain.inputs import scan
 
     cache = tmp_path / "cache"
     result = train(colour_images, fake_module, tmp_path / "out", engine=engine, cache_dir=cache)
@@ -118,11 +121,11 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     reader = tf.train.load_checkpoint(str(result.saved_model_dir / "variables" / "variables"))
     by_shape = {tuple(shape): name for name, shape in reader.get_variable_to_shape_map().items()}
     kernel, bias = reader.get_tensor(by_shape[(8, 3)]), reader.get_tensor(by_shape[(3,)])
-    paths = [e.path for e in data.scan(colour_images, 10**8).examples]
-    extraction = features.extract(paths, module=modules.load_info(str(fake_module)), image_size=32,
-                                  engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
-                                  workdir=tmp_path / "work")
-    head_scores = tf.nn.softmax(extraction.matrix.read(np.arange(len(paths))) @ kernel + bias).numpy()
+    paths = [e.path for e in scan.scan(colour_images, 10**8).examples]
+    extracted = extraction.extract(paths, module=resolve.load_info(str(fake_module)), image_size=32,
+                                   engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
+                                   workdir=tmp_path / "work")
+    head_scores = tf.nn.softmax(extracted.matrix.read(np.arange(len(paths))) @ kernel + bias).numpy()
     images = preprocess.decode_batch(tf.constant([p.read_bytes() for p in paths]), 32, 10**6)
     served = loaded.signatures["serving_images"](images=images)["scores"].numpy()
     np.testing.assert_allclose(served, head_scores, atol=atol)

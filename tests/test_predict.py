@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from retrain.errors import RetrainError
-from retrain.predict import find_version, predict
+from retrain.export.predict import find_version, predict
 from serving_fixture import LABELS
 
 

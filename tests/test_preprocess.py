@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from retrain.preprocess import PREPROCESS_VERSION, decode_batch, decode_resize
+from retrain.images.preprocess import PREPROCESS_VERSION, decode_batch, decode_resize
 from serving_fixture import bad_samples, encode, huge_png, png16_gradient
 
 S = 16

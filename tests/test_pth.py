@@ -8,13 +8,13 @@ import pickle
 import numpy as np
 import pytest
 
-from retrain import pth
+from retrain.backbone import lite0_weights
 from retrain.errors import RetrainError
 
 
 @pytest.fixture(scope="module")
 def weights() -> dict:
-    return pth.read_lite0_weights()
+    return lite0_weights.read_lite0_weights()
 
 
 def test_reads_all_296_tensors_with_their_shapes(weights):
@@ -57,18 +57,19 @@ def test_a_forbidden_global_is_refused_without_running(tmp_path):
     path = tmp_path / "evil.pth"
     digest = _legacy_file(path, {"_conv_stem.weight": _Payload(marker)})
     with pytest.raises(RetrainError, match=r"evil\.pth: refused global \w+\.system") as error:
-        pth.read_state_dict(path, sha256=digest)
+        lite0_weights.read_state_dict(path, sha256=digest)
     assert "\n" not in str(error.value)
     assert not marker.exists()
 
 
 def test_a_wrong_digest_is_refused_before_reading(tmp_path):
-    original = pth.lite0_weights_path().read_bytes()
+    original = lite0_weights.lite0_weights_path().read_bytes()
     tampered = tmp_path / "tampered.pth"
     tampered.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    with pytest.raises(RetrainError, match=f"tampered.pth: SHA-256 [0-9a-f]{{64}}, expected {pth.LITE0_SHA256}"):
-        pth.read_state_dict(tampered)
+    expected = lite0_weights.LITE0_SHA256
+    with pytest.raises(RetrainError, match=f"tampered.pth: SHA-256 [0-9a-f]{{64}}, expected {expected}"):
+        lite0_weights.read_state_dict(tampered)
 
 
 def test_the_bundled_file_matches_the_pinned_digest():
-    assert hashlib.sha256(pth.lite0_weights_path().read_bytes()).hexdigest() == pth.LITE0_SHA256
+    assert hashlib.sha256(lite0_weights.lite0_weights_path().read_bytes()).hexdigest() == lite0_weights.LITE0_SHA256

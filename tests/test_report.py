@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from conftest import write_images
-from retrain import report
-from retrain.html_report import thumbnail_jpeg
-from retrain.report import Scored, write_reports
+from retrain.reports import writers
+from retrain.reports.html import thumbnail_jpeg
+from retrain.reports.writers import Scored, write_reports
 
 TRICKY = ['a "quoted" <b>tag & more', "naïve café ☕", "plain"]
 
@@ -24,41 +24,41 @@ def read_csv(path) -> list[list[str]]:
 
 
 def test_confusion_csv_layout(tmp_path):
-    report.write_confusion_csv(tmp_path / "c.csv", np.array([[2, 1], [0, 3]]), ["x,1", "y"])
+    writers.write_confusion_csv(tmp_path / "c.csv", np.array([[2, 1], [0, 3]]), ["x,1", "y"])
     assert read_csv(tmp_path / "c.csv") == [["", "x,1", "y"], ["x,1", "2", "1"], ["y", "0", "3"]]
 
 
 def test_misclassified_csv_is_sorted_by_score(tmp_path):
-    report.write_misclassified_csv(tmp_path / "m.csv", [("a/1.png", "a", "b", 0.5), ("b/2.png", "b", "a", 0.9)])
+    writers.write_misclassified_csv(tmp_path / "m.csv", [("a/1.png", "a", "b", 0.5), ("b/2.png", "b", "a", 0.9)])
     assert read_csv(tmp_path / "m.csv") == [["path", "true", "predicted", "score"],
                                              ["b/2.png", "b", "a", "0.900000"], ["a/1.png", "a", "b", "0.500000"]]
 
 
 def test_history_csv(tmp_path):
-    report.write_history_csv(tmp_path / "h.csv", [{"epoch": 1, "loss": 0.5, "accuracy": 0.75, "val_loss": 0.6,
+    writers.write_history_csv(tmp_path / "h.csv", [{"epoch": 1, "loss": 0.5, "accuracy": 0.75, "val_loss": 0.6,
                                                    "val_accuracy": 0.7}])
     assert read_csv(tmp_path / "h.csv") == [["epoch", "loss", "accuracy", "val_loss", "val_accuracy"],
                                              ["1", "0.5", "0.75", "0.6", "0.7"]]
 
 
 def test_write_json_replaces_whole_files_and_leaves_no_temporary(tmp_path):
-    report.write_json(tmp_path / "run.json", {"n": np.int64(3), "x": np.float32(0.5), "p": tmp_path})
+    writers.write_json(tmp_path / "run.json", {"n": np.int64(3), "x": np.float32(0.5), "p": tmp_path})
     assert json.loads((tmp_path / "run.json").read_text()) == {"n": 3, "x": 0.5, "p": str(tmp_path)}
-    report.write_json(tmp_path / "run.json", {})
+    writers.write_json(tmp_path / "run.json", {})
     assert json.loads((tmp_path / "run.json").read_text()) == {}
     with pytest.raises(TypeError):
-        report.write_json(tmp_path / "run.json", {"bad": object()})
+        writers.write_json(tmp_path / "run.json", {"bad": object()})
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
     assert (tmp_path / "run.json").read_text() == "{}\n"
 
 
 def test_data_fingerprint_follows_the_split_and_every_file(tmp_path):
     (tmp_path / "split.csv").write_text("path,class,split\na/1.png,a,train\n")
-    first = report.data_fingerprint(tmp_path / "split.csv", ["aa", "bb"])
-    assert report.data_fingerprint(tmp_path / "split.csv", ["bb", "aa"]) == first   # order does not matter
-    assert report.data_fingerprint(tmp_path / "split.csv", ["aa", "bc"]) != first   # an edited file does
+    first = writers.data_fingerprint(tmp_path / "split.csv", ["aa", "bb"])
+    assert writers.data_fingerprint(tmp_path / "split.csv", ["bb", "aa"]) == first   # order does not matter
+    assert writers.data_fingerprint(tmp_path / "split.csv", ["aa", "bc"]) != first   # an edited file does
     (tmp_path / "split.csv").write_text("path,class,split\na/1.png,a,test\n")
-    assert report.data_fingerprint(tmp_path / "split.csv", ["aa", "bb"]) != first   # and the split does
+    assert writers.data_fingerprint(tmp_path / "split.csv", ["aa", "bb"]) != first   # and the split does
 
 
 def test_thumbnails_ignore_exif_and_keep_16_bit_contrast(tmp_path):
@@ -109,8 +109,8 @@ def test_write_reports_writes_every_file_and_escapes_labels(tmp_path):
 
 
 def test_run_card_carries_versions_and_the_callers_sections(tmp_path):
-    card = report.run_card(module="m", metrics={"test": {"accuracy": 0.5}})
+    card = writers.run_card(module="m", metrics={"test": {"accuracy": 0.5}})
     assert list(card)[:2] == ["created", "versions"] and card["module"] == "m"
     assert card["versions"]["tensorflow"].startswith("2.21") and card["created"].endswith("+00:00")
-    report.write_json(tmp_path / "run.json", card)
+    writers.write_json(tmp_path / "run.json", card)
     assert json.loads((tmp_path / "run.json").read_text())["metrics"]["test"]["accuracy"] == 0.5

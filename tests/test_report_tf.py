@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrain.report_tf import median_latency_ms, tensorboard_log
+from retrain.reports.tensorboard import median_latency_ms, tensorboard_log
 
 HISTORY = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + e / 10, "val_loss": 1.5 / e, "val_accuracy": 0.4 + e / 10}
            for e in range(1, 4)]

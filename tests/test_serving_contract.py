@@ -75,7 +75,7 @@ def test_a_retrain_runs_newest_version_passes_every_check(serving_export, fake_m
 
     import retrain
     from conftest import colour_set, write_images
-    from retrain.preprocess import decode_resize
+    from retrain.images.preprocess import decode_resize
     from serving_fixture import IMAGE_SIZE, MAX_PIXELS, solid_images
 
     images = write_images(tmp_path / "imgs", colour_set(n=6))

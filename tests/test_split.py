@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import colour_set, write_images
-from retrain import data
-from retrain.data import Example
-from retrain.split import group_key, split_examples, write_split_csv
+from retrain.inputs import scan
+from retrain.inputs.scan import Example
+from retrain.inputs.split import group_key, split_examples, write_split_csv
 
 
 def examples(counts: dict[str, int], names: str = "{label}/{i:04d}.jpg") -> tuple[list[str], list[Example]]:
@@ -45,7 +45,7 @@ def test_moving_the_folder_keeps_the_split(tmp_path):
     write_images(tmp_path / "here", colour_set(n=20))
     shutil.move(str(tmp_path / "here"), str(tmp_path / "there"))
     write_images(tmp_path / "copy", colour_set(n=20))
-    scans = [data.scan(tmp_path / name, 10**8) for name in ("there", "copy")]
+    scans = [scan.scan(tmp_path / name, 10**8) for name in ("there", "copy")]
     runs = [where(split_examples(found.examples, found.labels)) for found in scans]
     assert runs[0] == runs[1] and set(runs[0].values()) == {"train", "validation", "test"}
 
@@ -78,7 +78,7 @@ def test_small_classes_keep_a_training_then_a_validation_then_a_test_image(n):
 
 def test_a_class_too_small_for_a_test_image_is_named(caplog):
     labels, items = examples({"tiny": 2, "big": 50})
-    with caplog.at_level(logging.WARNING, logger="retrain.split"):
+    with caplog.at_level(logging.WARNING, logger="retrain.inputs.split"):
         split_examples(items, labels)
     assert any("tiny" in r.getMessage() and "test" in r.getMessage() for r in caplog.records)
     assert not any("big" in r.getMessage() for r in caplog.records)

@@ -31,7 +31,7 @@ def test_tflite_is_written_and_checked(colour_images, fake_module, tmp_path):
 @pytest.mark.slow
 def test_too_large_a_drop_fails_with_exit_3_and_keeps_the_file(colour_images, fake_module, tmp_path,
                                                                  monkeypatch):
-    from retrain import tflite
+    from retrain.export import tflite
     real = tflite.tflite_scores
     # A broken converter stand-in: the real interpreter's scores, rolled one class over.
     monkeypatch.setattr(tflite, "tflite_scores", lambda path, images: np.roll(real(path, images), 1, axis=1))

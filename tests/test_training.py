@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrain import matrix, training
+from retrain.features import matrix
+from retrain.training import trainer
 
 
 def _clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +24,7 @@ def _matrix(features: np.ndarray, workdir) -> matrix.FeatureMatrix:
 
 def _train(source, labels, n_train, **overrides):
     settings = dict(dropout=0.2, learning_rate=0.05, batch_size=64, epochs=30, patience=30, seed=0) | overrides
-    return training.train_head(source, labels, np.arange(n_train), np.arange(n_train, len(labels)), 3, **settings)
+    return trainer.train_head(source, labels, np.arange(n_train), np.arange(n_train, len(labels)), 3, **settings)
 
 
 def test_file_backed_features_in_many_chunks_train_and_validate_the_right_rows(tmp_path, monkeypatch):
@@ -31,7 +32,7 @@ def test_file_backed_features_in_many_chunks_train_and_validate_the_right_rows(t
     # Validation rows get shuffled labels: reading them from the wrong place would score near 1.0.
     labels[700:] = np.random.default_rng(2).permutation(labels[700:])
     monkeypatch.setattr(matrix, "MEMMAP_BYTES", 0)
-    monkeypatch.setattr(training, "CHUNK_ROWS", 128)  # several chunks per epoch, reshuffled
+    monkeypatch.setattr(trainer, "CHUNK_ROWS", 128)  # several chunks per epoch, reshuffled
     source = _matrix(features, tmp_path)
     assert source.path is not None
     result = _train(source, labels, 700, epochs=15, patience=15)
@@ -78,7 +79,7 @@ def test_with_views_each_pass_takes_every_image_once_and_one_of_its_views(tmp_pa
     n, views = 5, 3
     features = np.repeat(np.arange(n * (1 + views), dtype=np.float32)[:, None], 2, axis=1)  # row i holds i
     rows = np.column_stack([np.arange(n)] + [n * (1 + v) + np.arange(n) for v in range(views)])
-    chunks = training._Chunks(_matrix(features, tmp_path), np.arange(len(features)), rows, np.random.default_rng(0))
+    chunks = trainer._Chunks(_matrix(features, tmp_path), np.arange(len(features)), rows, np.random.default_rng(0))
     drawn = set()
     for _ in range(20):
         passed = [(x.numpy(), y.numpy()) for x, y in chunks]
@@ -95,6 +96,6 @@ def test_score_matches_the_validation_loss_of_the_kept_epoch(tmp_path):
     features, labels = _clusters(400, seed=7)
     source = _matrix(features, tmp_path)
     result = _train(source, labels, 300, epochs=10)
-    loss, accuracy = training.score(result.head, source, labels, np.arange(300, 400))
+    loss, accuracy = trainer.score(result.head, source, labels, np.arange(300, 400))
     assert loss == pytest.approx(result.val_loss, rel=1e-4) and accuracy == pytest.approx(result.val_accuracy)
-    assert all(np.isnan(training.score(result.head, source, labels, np.arange(0))))  # no rows: no number
+    assert all(np.isnan(trainer.score(result.head, source, labels, np.arange(0))))  # no rows: no number

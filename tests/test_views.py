@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain import augment, features, modules, views
-from retrain.augment import AugmentSettings
+from retrain.backbone import resolve
 from retrain.errors import RetrainError
+from retrain.features import extraction, views
+from retrain.images import augment
+from retrain.images.augment import AugmentSettings
 
 
 def paths_of(folder):
@@ -41,7 +43,7 @@ def test_a_view_is_the_augmented_decode(colour_images):
 
 
 def test_view_features_are_cached_per_view_and_settings(colour_images, fake_module, tmp_path):
-    info = modules.load_info(str(fake_module))
+    info = resolve.load_info(str(fake_module))
     paths = paths_of(colour_images)
     kw = {"module": info, "image_size": 16, "engine": "tf", "cache_dir": tmp_path / "cache", "batch_size": 8,
           "max_pixels": 10_000_000, "seed": 0, "settings": AugmentSettings(), "workdir": tmp_path / "work"}
@@ -58,7 +60,7 @@ def test_view_features_are_cached_per_view_and_settings(colour_images, fake_modu
     # The caller's digests are the keys: the files are not hashed again for every view.
     given = [f"{i:064x}" for i in range(len(paths))]
     again = views.view_features(paths, view=0, digests=given, **kw)
-    cache = features.open_cache(tmp_path / "cache", info, 16, views.view_fingerprint("", kw["settings"], 0, 0))
+    cache = extraction.open_cache(tmp_path / "cache", info, 16, views.view_fingerprint("", kw["settings"], 0, 0))
     assert all(key in cache for key in given) and len(again) == len(paths)
 
 

@@ -1,0 +1,168 @@
+"""Image files -> feature vectors of the frozen module, each image through the backbone once, ever.
+
+Files are keyed by the SHA-256 of their bytes, so renamed, moved or duplicated images are found in
+the cache and an edited image is not. Only the missing ones are decoded (retrain.images.preprocess, the very
+function the serving graph embeds) and run through an engine (retrain.backbone.engines), batch by batch. A file
+that does not decode is skipped with its reason; the rest of its batch is kept.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from retrain import stop
+from retrain.backbone import engines
+from retrain.features.cache import FeatureCache, for_module
+from retrain.features.matrix import FeatureMatrix
+from retrain.images import preprocess
+from retrain.images.decoding import Decoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Extraction:
+    """What extract() found: features of every path it could read, and why the others were skipped."""
+    matrix: FeatureMatrix             # float32 [len(paths), D]; rows of skipped files are zeros
+    kept: np.ndarray                  # bool [len(paths)]: the row holds the file's features
+    skipped: list[tuple[Path, str]]   # (path, one-line reason) of each file that did not decode
+    cached: int                       # rows read from the cache
+    extracted: int                    # rows computed by the engine (duplicates of a file count once each)
+    digests: list[str]                # SHA-256 hex of each file's bytes, in the order of paths
+    stable = True                     # a trainer may keep rows it read: they never change
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.dim
+
+    def chunks(self, rows: np.ndarray, size: int):
+        """(rows, float32 [<= size, D]) chunks of the kept rows asked for: see FeatureMatrix.chunks."""
+        return self.matrix.chunks(rows, size)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 hex digest of the file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def open_cache(cache_dir, module, image_size: int, variant: str = "") -> FeatureCache:
+    """The cache namespace of this module at this size and preprocessing (the one Beam workers fill too);
+    a variant (an augmented view) extends the module's fingerprint, so it gets a namespace of its own."""
+    return for_module(cache_dir, module.handle or module.path, module.fingerprint + variant, image_size,
+                      preprocess.PREPROCESS_VERSION)
+
+
+def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
+            batch_size: int, max_pixels: int, workdir: Path, variant: str = "", transform=None,
+            digests: list[str] | None = None, name: str = "features") -> Extraction:
+    """Features of `paths` in their order, duplicates included, through the cache when cache_dir is set.
+
+    module has .handle, .path (local SavedModel), .fingerprint and .feature_dim; engine is auto|litert|tf;
+    workdir is where a large matrix is kept (the caller owns it). Files that do not decode are skipped
+    (and logged once each); they are never cached, so a fixed file is picked up by the next run.
+    transform, with a variant naming it in the cache: decoded pixels float32 [n, S, S, 3] -> the same
+    shape, before the module (an augmented view). digests: the files' SHA-256 when the caller has them
+    (else read here); name: what the progress line calls these rows.
+    """
+    digests = digests if digests is not None else [file_digest(path) for path in paths]
+    rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
+    for i, digest in enumerate(digests):
+        rows.setdefault(digest, []).append(i)
+    cache = open_cache(cache_dir, module, image_size, variant) if cache_dir is not None else None
+    missing = [key for key in rows if cache is None or key not in cache]
+    cached = [key for key in rows if cache is not None and key in cache]
+    n_cached, n_missing = (sum(len(rows[k]) for k in keys) for keys in (cached, missing))
+    log.info("%s: %s cached, %s to extract", name, f"{n_cached:,}", f"{n_missing:,}")
+    runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
+    dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
+    result = Extraction(FeatureMatrix(len(paths), dim, workdir), np.zeros(len(paths), bool), [], n_cached, 0, digests)
+    if cached:
+        for dest, features in cache.read([k for k in cached for _ in rows[k]], [r for k in cached for r in rows[k]]):
+            result.matrix.put(dest, features)
+            result.kept[dest] = True
+    if missing:
+        items = [(key, paths[rows[key][0]]) for key in missing]
+        with cache.writer() if cache is not None else nullcontext() as writer:
+            for keys, features in run_batches(runner, items, image_size, batch_size, max_pixels, result.skipped,
+                                              transform):
+                dest = np.concatenate([rows[key] for key in keys])  # duplicates get their first path's row
+                result.matrix.put(dest, np.repeat(features, [len(rows[key]) for key in keys], axis=0))
+                result.kept[dest] = True
+                result.extracted += len(dest)
+                if writer is not None:
+                    writer.add(keys, features)
+    return result
+
+
+def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int,
+                skipped: list[tuple[Path, str]], transform=None):
+    """Yield (keys, float32 [n, D]) batch by batch for the items (key, path) that decode.
+
+    Serial on purpose. The engine already keeps every core busy (XNNPACK runs one thread per core), so a
+    decoding thread can only take cores from it: on 2 cores a producer thread one batch ahead cost
+    1-1.5 ms more CPU per image and was no faster (docs/benchmarks.md), as tf.data prefetching was.
+    """
+    decode = Decoder(image_size, max_pixels)
+    start = time.perf_counter()
+    with tqdm(total=len(items), unit="img", desc=f"extracting ({runner.name})", leave=False,
+              disable=None if log.isEnabledFor(logging.INFO) else True) as bar:
+        for first in range(0, len(items), batch_size):
+            batch = items[first:first + batch_size]
+            stop.check()
+            images, good = decode([path for _, path in batch], skipped)
+            if good:
+                yield [batch[i][0] for i in good], runner(transform(images) if transform else images)
+            bar.update(len(batch))
+    seconds = time.perf_counter() - start
+    log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{len(items):,}", seconds,
+             len(items) / max(seconds, 1e-9), runner.name)
+
+
+class LiveFeatures:
+    """Features computed afresh on every read: the --no-cache way, the backbone on every image every epoch.
+
+    Reads like a FeatureMatrix (chunks), over the rows of `paths`; a file that does not decode is
+    skipped with its reason the first time and left out of every later chunk.
+    """
+
+    stable = False  # the trainer must not keep chunks across epochs: the backbone runs each time
+
+    def __init__(self, paths: list[Path], runner, decode: Decoder, batch_size: int) -> None:
+        self.paths, self.runner, self.decode, self.dim = paths, runner, decode, runner.dim
+        self.skipped: list[tuple[Path, str]] = []
+        self._bad: set[int] = set()
+        self.batch_size = batch_size
+
+    @property
+    def digests(self) -> list[str]:
+        """SHA-256 hex of each file (for the run card's data fingerprint), read when asked."""
+        return [file_digest(path) for path in self.paths]
+
+    @property
+    def kept(self) -> np.ndarray:
+        """bool [len(paths)]: False for the files found not to decode so far."""
+        mask = np.ones(len(self.paths), bool)
+        mask[list(self._bad)] = False
+        return mask
+
+    def chunks(self, rows: np.ndarray, size: int):
+        """Yield (rows that decoded, float32 [n, D]) for `rows`, at most batch_size images at a time."""
+        size = min(size, self.batch_size)
+        for start in range(0, len(rows), size):
+            stop.check()
+            part = [int(r) for r in rows[start:start + size] if int(r) not in self._bad]
+            before = len(self.skipped)
+            images, good = self.decode([self.paths[r] for r in part], self.skipped)
+            self._bad.update(set(part) - {part[i] for i in good})
+            if len(self.skipped) > before:
+                log.debug("%d more files skipped during --no-cache training", len(self.skipped) - before)
+            if good:
+                yield np.array([part[i] for i in good], np.int64), self.runner(images)

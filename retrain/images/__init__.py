@@ -1,0 +1,2 @@
+"""Bytes -> pixels: format headers, EXIF orientation, the one preprocessing shared by training and
+serving, batch decoding, and training-time augmentation."""

@@ -1,0 +1,60 @@
+"""The input side of a run: scan --images (and --test-images), report or refuse skipped files, split.
+
+Nothing here imports TensorFlow: everything a user can fix in the folders is reported within a second
+or two, before the slow import.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from retrain.config import Config
+from retrain.errors import RetrainError
+from retrain.inputs import scan, skipped, split
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    labels: list[str]                          # the model's output order
+    parts: dict[str, list[scan.Example]]       # split name -> examples (train, validation, test)
+    test_root: Path                            # the folder test paths are relative to
+    skipped: list[tuple[str, str]]             # (path relative to --images, reason) found by the scan
+
+
+def read(config: Config) -> Inputs:
+    """Scan, apply --strict, split (or take --test-images as the test set)."""
+    found = scan.scan(config.images, config.max_pixels)
+    if config.strict and found.skipped:
+        rel, why = found.skipped[0]
+        raise RetrainError(f"--strict: {len(found.skipped)} files would be skipped ({skipped.counts(found.skipped)});"
+                           f" first: {skipped.printable(rel)}: {why}")
+    test_split = 0.0 if config.test_images is not None else config.test_split
+    parts = split.split_examples(found.examples, found.labels, config.validation_split, test_split).as_dict()
+    if not parts["validation"]:
+        raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
+                           "so that some can be held out for validation")
+    if config.test_images is None:
+        return Inputs(found.labels, parts, Path(config.images), found.skipped)
+    tests = scan.scan(config.test_images, config.max_pixels)
+    unknown = sorted(set(tests.labels) - set(found.labels))
+    if unknown:
+        raise RetrainError(f"--test-images: folders {', '.join(unknown)} are not classes of --images; "
+                           f"expected some of {', '.join(found.labels)}")
+    parts["test"] = [dataclasses.replace(e, label=found.labels.index(tests.labels[e.label])) for e in tests.examples]
+    outside = [(str(Path(config.test_images) / rel), why) for rel, why in tests.skipped]
+    return Inputs(found.labels, parts, Path(config.test_images), found.skipped + outside)
+
+
+def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]]) -> list[tuple[str, str]]:
+    """Skips found after the scan (files TensorFlow would not decode) as (path relative to --images, reason)."""
+    rel = {e.path: e.rel for e in examples}
+    return [(rel.get(Path(path), str(path)), why) for path, why in stage_skips]
+
+
+def check_classes_kept(labels: list[str], y_train, images: Path) -> None:
+    """Every class must keep a training image after skipped files are left out (y_train: int labels)."""
+    present = {int(label) for label in y_train}
+    empty = [label for i, label in enumerate(labels) if i not in present]
+    if empty:
+        raise RetrainError(f"--images: class {empty[0]} in {images} has no usable training image after "
+                           "skipping files that do not decode; expected at least one")
