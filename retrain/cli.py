@@ -172,6 +172,30 @@ def evaluate_command(model: Path, images: Path, batch_size: int, output: Path | 
     click.echo(json.dumps(dataclasses.asdict(result)) if as_json else "\n".join(summary.evaluation_lines(result)))
 
 
+@main.command("check")
+@_training_options("--images", "--labels", "--output", "--cache-dir", "--module", "--image-size", "--validation-split",
+                   "--test-split", "--test-images", "--near-duplicate", "--engine", "--batch-size", "--max-pixels",
+                   "--strict")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object on stdout.")
+def check_command(as_json: bool, **given) -> None:
+    """Check a labelled folder without training: exact and near duplicates, leaks between splits, likely
+    label errors, outliers, small images and class balance, in runs/N/data_issues.csv and report.html.
+
+    \b
+    python -m retrain check --images data/fashion
+    """
+    if given["images"] is None:
+        raise click.UsageError("Missing option '--images': a folder with one sub-folder per class.")
+    from retrain import pipeline
+
+    found = pipeline.check(Config(**given))
+    if as_json:
+        click.echo(json.dumps({"run": str(found.run_dir), "data": found.data.counts, "balance": found.data.balance,
+                               "counts": found.counts, "skipped": len(found.skipped), "seconds": found.seconds}))
+    else:
+        click.echo("\n".join(summary.check_lines(found)))
+
+
 @main.command("extract", context_settings={"ignore_unknown_options": True})
 @click.option("--images", required=True, help="Image folder, one sub-folder per class: local or any tf.io.gfile path.")
 @click.option("--cache-dir", required=True, help="Feature cache shared by the workers: local, gs://, s3://...")

@@ -98,6 +98,11 @@ class Config:
     strict: bool = False
     # Scan, split and write split.csv and skipped.csv, then stop before any module loads.
     dry_run: bool = False
+    # A CSV of path,label[,split] rows (paths relative to images) used instead of one folder per class.
+    labels: Path | None = None
+    # Cosine of feature vectors at or above which a validation/test image is a near-copy of a training image:
+    # edited copies of photo-sized images measured 0.93-1.00, different images at most 0.96 (docs/benchmarks.md).
+    near_duplicate: float = 0.97
 
     def __post_init__(self) -> None:
         # Cross-field and range rules live here so the Python API checks what the CLI checks.
@@ -129,6 +134,8 @@ class Config:
             raise RetrainError("--augment-views, --fine-tune-layers, --fine-tune-epochs: expected at least 1")
         if self.export_module is not None and Path(self.export_module).exists():
             raise RetrainError(f"--export-module: {self.export_module} already exists; expected a new folder name")
+        if not 0.0 < self.near_duplicate <= 1.0:
+            raise RetrainError(f"--near-duplicate: found {self.near_duplicate}, expected a cosine in (0, 1]")
         if self.max_pixels < 1:
             raise RetrainError(f"--max-pixels: found {self.max_pixels}, expected a positive number")
 

@@ -48,6 +48,9 @@ TRAINING = {
     "--mixed-precision": ("flag", "float16 in the fine-tuned blocks (for GPUs; slower on a CPU)."),
     "--strict": ("flag", "Stop with an error if any file would be skipped."),
     "--dry-run": ("flag", "Scan and split, write split.csv and skipped.csv, then stop before any module loads."),
+    "--labels": ("path", "CSV of path,label[,split] rows (paths relative to --images) instead of class folders."),
+    "--near-duplicate": ("open share", "Cosine similarity of features at or above which a validation or test "
+                                       "image is listed as a near-copy of a training image."),
     "--export-module": ("path", "Also write the backbone (fine-tuned if --fine-tune kept it) as a TF-Hub "
                                 "feature-vector module in this new folder, for --module in later runs."),
 }

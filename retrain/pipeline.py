@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from retrain import native
+from retrain.audit import examine
 from retrain.config import Config
 from retrain.errors import RetrainError
 from retrain.inputs import gather, scan, split
@@ -40,6 +41,7 @@ class Result:
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
     fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
     augment: dict | None = None   # with --augment: kept (without/average/with), views, validation loss/accuracy
+    data: examine.Audit | None = None  # duplicates, leaks, likely label errors, outliers (data_issues.csv)
 
     @property
     def val_accuracy(self) -> float:
@@ -79,6 +81,7 @@ def run(config: Config) -> Result:
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
         source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
         clock.lap("features")
+        data = examine.examine(parts, found.conflicts, labels, source, image_size, config.near_duplicate)
         trained, scored, kept, weighting, augmented = _train(config, module, image_size, labels, source, examples,
                                                              parts, Path(workdir))
         clock.lap("training")
@@ -105,7 +108,7 @@ def run(config: Config) -> Result:
     if source.skipped:
         scan.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
-                    clock.seconds, skips, lite, cache_use, tuning.report(tuned), augmented)
+                    clock.seconds, skips, lite, cache_use, tuning.report(tuned), augmented, data=data)
     summaries, facts = run_folder.write_reports(result, config, scored, trained.history,
                                           found.test_root if focus == "test" else Path(config.images), image_size,
                                           [e.path for e in kept[focus][:LATENCY_IMAGES]])
@@ -198,3 +201,45 @@ def _features(config: Config, module, image_size: int, paths: list[Path], workdi
 
 def _counts(labels: list[str], y: np.ndarray) -> dict[str, int]:
     return {name: int(np.sum(y == i)) for i, name in enumerate(labels)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What `retrain check` found: the data audit of the folder, written to run_dir like a run's."""
+    version: int
+    run_dir: Path                      # <output>/runs/N: data_issues.csv, report.html, metrics.json, split.csv
+    data: examine.Audit
+    counts: dict[str, dict[str, int]]  # split -> label -> images
+    skipped: list[tuple[str, str]]
+    seconds: dict[str, float]
+
+
+def check(config: Config) -> Checked:
+    """`retrain check`: the scan, split and feature cache of a run, then the data audit alone; no model."""
+    clock = run_folder.Clock()
+    found = gather.read(config)
+    labels, parts = found.labels, found.parts
+    version, run_dir = run_folder.reserve(config.output_dir)
+    if config.use_cache and not isinstance(config.feature_cache_dir, str):
+        run_folder.writable(config.feature_cache_dir, "--cache-dir")
+    split.write_split_csv(run_dir / "split.csv", parts, labels)
+    scan.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
+    clock.lap("scan")
+    native.import_tensorflow()
+    from retrain.backbone import resolve
+
+    module = resolve.load_info(config.module)
+    image_size = resolve.image_size_for(module, config.image_size)
+    examples = [e for name in split.SPLITS for e in parts[name]]
+    with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:
+        source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
+        clock.lap("features")
+        data = examine.examine(parts, found.conflicts, labels, source, image_size, config.near_duplicate)
+    skips = found.skipped + gather.relative(examples, source.skipped)
+    if source.skipped:
+        scan.write_skipped_csv(run_dir / "skipped.csv", skips)
+    counts = {name: _counts(labels, np.array([e.label for e in part])) for name, part in parts.items()}
+    seconds = clock.lap("check")
+    run_folder.write_check(run_dir, config, data, counts=counts, image_size=image_size, skipped=skips,
+                           seconds=seconds, title=f"retrain check · run {version}")
+    return Checked(version, run_dir, data, counts, skips, seconds)

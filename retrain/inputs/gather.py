@@ -5,12 +5,17 @@ or two, before the slow import.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
+import logging
 from pathlib import Path
 
 from retrain.config import Config
 from retrain.errors import RetrainError
-from retrain.inputs import scan, skipped, split
+from retrain.inputs import listing, scan, skipped, split
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,30 +24,102 @@ class Inputs:
     parts: dict[str, list[scan.Example]]       # split name -> examples (train, validation, test)
     test_root: Path                            # the folder test paths are relative to
     skipped: list[tuple[str, str]]             # (path relative to --images, reason) found by the scan
+    conflicts: list[scan.Example] = dataclasses.field(default_factory=list)  # same bytes under two labels: left out
 
 
 def read(config: Config) -> Inputs:
-    """Scan, apply --strict, split (or take --test-images as the test set)."""
-    found = scan.scan(config.images, config.max_pixels)
+    """Scan (class folders, a --labels file, or train/ val/ test/ folders), hash every file, leave out files
+    whose bytes are filed under two labels (refused with --strict), apply --strict, split (keeping copies
+    together; splits named by the file or the folders are kept), or take --test-images as the test set."""
+    found, given = _scan(config)
     if config.strict and found.skipped:
         rel, why = found.skipped[0]
         raise RetrainError(f"--strict: {len(found.skipped)} files would be skipped ({skipped.counts(found.skipped)});"
                            f" first: {skipped.printable(rel)}: {why}")
-    test_split = 0.0 if config.test_images is not None else config.test_split
-    parts = split.split_examples(found.examples, found.labels, config.validation_split, test_split).as_dict()
+    examples, conflicts = _conflicts(with_digests(found.examples), found.labels, config.strict)
+    parts = _split(examples, given, found.labels, config)
     if not parts["validation"]:
         raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
                            "so that some can be held out for validation")
     if config.test_images is None:
-        return Inputs(found.labels, parts, Path(config.images), found.skipped)
+        return Inputs(found.labels, parts, Path(config.images), found.skipped, conflicts)
     tests = scan.scan(config.test_images, config.max_pixels)
     unknown = sorted(set(tests.labels) - set(found.labels))
     if unknown:
         raise RetrainError(f"--test-images: folders {', '.join(unknown)} are not classes of --images; "
                            f"expected some of {', '.join(found.labels)}")
-    parts["test"] = [dataclasses.replace(e, label=found.labels.index(tests.labels[e.label])) for e in tests.examples]
+    parts["test"] = with_digests([dataclasses.replace(e, label=found.labels.index(tests.labels[e.label]))
+                                  for e in tests.examples])
     outside = [(str(Path(config.test_images) / rel), why) for rel, why in tests.skipped]
-    return Inputs(found.labels, parts, Path(config.test_images), found.skipped + outside)
+    return Inputs(found.labels, parts, Path(config.test_images), found.skipped + outside, conflicts)
+
+
+def _scan(config: Config) -> tuple[scan.Scan, dict[str, str]]:
+    """(Scan, {rel: given split}) from --labels, the train/ val/ test/ layout, or class folders."""
+    if config.labels is not None:
+        return listing.read(config.images, config.labels, config.max_pixels)
+    folders = listing.layout(config.images)
+    if folders is None:
+        return scan.scan(config.images, config.max_pixels), {}
+    log.info("--images: %s holds %s folders; using them as the given split", config.images,
+             " ".join(f"{p.name}/" for p in folders.values()))
+    scans = {name: scan.scan(folder, config.max_pixels) for name, folder in folders.items()}
+    labels = scans["train"].labels
+    examples, skips, given = [], [], {}
+    for name, found in scans.items():
+        unknown = sorted(set(found.labels) - set(labels))
+        if unknown:
+            raise RetrainError(f"--images: {folders[name]} has classes {', '.join(unknown)} that train/ lacks; "
+                               f"expected some of {', '.join(labels)}")
+        prefix = folders[name].name
+        for e in found.examples:
+            rel = f"{prefix}/{e.rel}"
+            examples.append(dataclasses.replace(e, rel=rel, label=labels.index(found.labels[e.label])))
+            given[rel] = name
+        skips += [(f"{prefix}/{rel}", why) for rel, why in found.skipped]
+    return scan.Scan(labels, examples, sorted(skips)), given
+
+
+def _split(examples: list[scan.Example], given: dict[str, str], labels: list[str], config: Config) -> dict:
+    """Split name -> examples. Rows with a given validation or test split keep it; a split nobody named is
+    carved by hash from the rest (given train rows included), with --validation-split and --test-split."""
+    named = set(given.values())
+    validation = 0.0 if "validation" in named else config.validation_split
+    test = 0.0 if "test" in named or config.test_images is not None else config.test_split
+    pool = [e for e in examples if given.get(e.rel, "train") == "train"]
+    parts = split.split_examples(pool, labels, validation, test).as_dict()
+    if named:
+        order = {id(e): i for i, e in enumerate(examples)}
+        for name in ("validation", "test"):
+            parts[name] = sorted(parts[name] + [e for e in examples if given.get(e.rel) == name],
+                                 key=lambda e: order[id(e)])
+    return parts
+
+
+def with_digests(examples: list[scan.Example]) -> list[scan.Example]:
+    """The examples with `digest` set to the SHA-256 hex of their bytes (the feature cache's key too)."""
+    def digest(path: Path) -> str:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    return [e if e.digest else dataclasses.replace(e, digest=digest(e.path)) for e in examples]
+
+
+def _conflicts(examples: list[scan.Example], labels: list[str], strict: bool):
+    """(examples to use, examples left out): files whose bytes are filed under two labels train nothing."""
+    classes = collections.defaultdict(set)
+    for e in examples:
+        classes[e.digest].add(e.label)
+    left_out = [e for e in examples if len(classes[e.digest]) > 1]
+    if not left_out:
+        return examples, []
+    first = left_out[0]
+    other = next(e for e in left_out if e.digest == first.digest and e.label != first.label)
+    line = (f"{len(left_out)} files have the same bytes as a file of another label; first: {first.rel} "
+            f"({labels[first.label]}) and {other.rel} ({labels[other.label]})")
+    if strict:
+        raise RetrainError(f"--strict: {line}; expected each image under one label")
+    log.warning("%s: left out of training, listed in data_issues.csv", line)
+    return [e for e in examples if len(classes[e.digest]) == 1], left_out
 
 
 def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]]) -> list[tuple[str, str]]:

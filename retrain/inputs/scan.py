@@ -26,6 +26,7 @@ class Example:
     path: Path   # absolute, resolved path of the image file (symlinks followed)
     rel: str     # path relative to the images folder, POSIX form: the split hashes this
     label: int   # index into the sorted label list
+    digest: str = ""  # SHA-256 hex of the bytes once retrain.inputs.gather read them: the split keeps copies together
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,8 @@ An image's split depends only on its own relative path, so adding images or movi
 never moves an existing image to another split (except in classes so small that the minimums below
 apply). A file name part `_nohash_` groups near-duplicates, as TF1's retrain.py did: only the folder
 and the part of the name before `_nohash_` are hashed, so `cat1_nohash_a.jpg` and `cat1_nohash_b.jpg`
-always land in the same split.
+always land in the same split. Byte-identical files (same content digest) are grouped the same way,
+so one photo saved under two names never sits in training and in test at once.
 """
 from __future__ import annotations
 
@@ -42,6 +43,34 @@ def group_key(rel: str) -> str:
     return f"{folder}/{name}" if folder else name
 
 
+def _groups(examples: list[Example]) -> dict[str, list[Example]]:
+    """Group key -> examples: `_nohash_` groups joined with every group holding the same bytes.
+
+    A joined group is hashed by the smallest key of its members, so it lands in one split.
+    """
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    first_of: dict[str, str] = {}  # digest -> a key holding those bytes
+    for e in examples:
+        key = group_key(e.rel)
+        parent.setdefault(key, key)
+        if e.digest:
+            other = find(first_of.setdefault(e.digest, key))
+            mine = find(key)
+            if other != mine:
+                parent[max(other, mine)] = min(other, mine)
+    groups: dict[str, list[Example]] = {}
+    for e in examples:
+        groups.setdefault(find(group_key(e.rel)), []).append(e)
+    return groups
+
+
 def hash_fraction(key: str) -> float:
     """A stable number in [0, 1): the first 8 bytes of sha256(key as UTF-8), as a fraction (as data.split)."""
     # surrogateescape keeps file names that are not valid UTF-8 hashable (see FACTS: surrogate escapes).
@@ -60,7 +89,7 @@ def _block_sizes(fractions: list[float], validation: float, test: float) -> list
     n_val = sum(test <= f < test + validation for f in fractions)
     sizes = [n_test, n_val, len(fractions) - n_test - n_val]
     groups = len(fractions)
-    need = [1 if groups >= 3 and test > 0 else 0, 1 if groups >= 2 else 0, 1]
+    need = [1 if groups >= 3 and test > 0 else 0, 1 if groups >= 2 and validation > 0 else 0, 1]
     for wanted in (2, 1, 0):
         while sizes[wanted] < need[wanted]:
             donor = max((i for i in range(3) if i != wanted), key=lambda i: sizes[i] - need[i])
@@ -73,23 +102,21 @@ def split_examples(examples: list[Example], labels: list[str], validation_split:
                    test_split: float = 0.1) -> Split:
     """Per class: hash fraction below test_split -> test, below test_split + validation_split -> validation.
 
-    examples: retrain.inputs.scan.Example objects (their `rel` is hashed); labels: names by label index, used
-    in warnings. Fractions in [0, 1) with validation_split + test_split < 1 (checked by Config). Every
-    class keeps a training image and, with two or more groups, a validation image; a class too small
-    for a test image gets a warning naming it. Within each split, examples keep label-then-path order.
+    examples: retrain.inputs.scan.Example objects (their `rel` is hashed, copies by `digest` grouped);
+    labels: names by label index, used in warnings. Fractions in [0, 1) with validation_split + test_split < 1
+    (checked by Config; 0 validation only when the caller has a given validation set). Every class keeps a
+    training image and, with two or more groups and a validation share, a validation image; a class too
+    small for a test image gets a warning naming it. Within each split, examples keep label-then-path order.
     """
     chosen: dict[str, list[Example]] = {name: [] for name in SPLITS}
     for label in sorted({e.label for e in examples}):
-        groups: dict[str, list[Example]] = {}
-        for e in examples:
-            if e.label == label:
-                groups.setdefault(group_key(e.rel), []).append(e)
+        groups = _groups([e for e in examples if e.label == label])
         ranked = sorted(groups, key=lambda k: (hash_fraction(k), k))
         n_test, n_val, _ = _block_sizes([hash_fraction(k) for k in ranked], validation_split, test_split)
         for position, key in enumerate(ranked):
             name = "test" if position < n_test else "validation" if position < n_test + n_val else "train"
             chosen[name] += groups[key]
-        if n_val == 0:
+        if n_val == 0 and validation_split > 0:
             log.warning("class %s has %d image group(s): none held out for validation", labels[label], len(ranked))
         if test_split > 0 and n_test == 0:
             log.warning("class %s has %d image group(s), too few for a test image; its test metrics are missing",

@@ -37,7 +37,12 @@ figure{margin:0;border:1px solid #eef0f3;border-radius:8px;padding:10px;text-ali
 figure img{width:96px;height:96px;object-fit:contain;background:#f9fafb;image-rendering:auto}
 figcaption{margin-top:6px;word-break:break-word}.wrong{color:#b91c1c}.muted{color:#6b7280}
 ul.pairs{margin:0;padding-left:20px}
+.pair{display:flex;gap:6px;justify-content:center}h3{font-size:15px;margin:16px 0 10px}
+.grid.wide{grid-template-columns:repeat(auto-fill,minmax(230px,1fr))}
 """
+DATA_KINDS = {"exact_duplicate": "Exact duplicates (same bytes)", "near_duplicate": "Near-copies of training images",
+              "label_error": "Likely label errors", "outlier": "Outliers (far from every class)",
+              "small_image": "Small images"}
 
 
 def thumbnail_jpeg(path: Path, size: int = THUMB_PX) -> bytes | None:
@@ -111,11 +116,74 @@ def _worst(worst: list[tuple[str, str, str, float]], images_root: Path) -> str:
     return f'<div class="grid">{"".join(figures)}</div>' if figures else '<p class="muted">No mistakes.</p>'
 
 
+def _thumb(path: Path | None, alt: str) -> str:
+    jpeg = thumbnail_jpeg(path) if path is not None else None
+    return f'<img src="{data_uri(jpeg, "image/jpeg")}" alt="{escape(alt)}">' if jpeg else \
+        '<div class="muted">(unreadable)</div>'
+
+
+def _issue_figure(issue) -> str:
+    """One issue as a figure: the image beside its duplicate, or with its given and suggested label."""
+    if issue.partner_file is not None:
+        words = "under two labels" if issue.suggested_label else "copy" if issue.kind == "exact_duplicate" else \
+            f"cosine {issue.score:.3f}"
+        return (f'<figure><div class="pair">{_thumb(issue.file, issue.path)}{_thumb(issue.partner_file, issue.partner)}'
+                f'</div><figcaption><b>{escape(words)}</b>'
+                + (f'<br>{escape(issue.label)} / <span class="wrong">{escape(issue.suggested_label)}</span>'
+                   if issue.suggested_label else "")
+                + f'<br><span class="muted">{escape(issue.path)}<br>{escape(issue.partner)}</span>'
+                '</figcaption></figure>')
+    caption = f"filed as <b>{escape(issue.label)}</b>"
+    if issue.kind == "label_error":
+        caption += (f'<br><span class="wrong">likely {escape(issue.suggested_label)}</span> '
+                    f'(p {1 - issue.score:.2f} for the given)')
+    elif issue.kind == "outlier":
+        caption += f"<br>{issue.score:.2f}x the class radius"
+    else:
+        caption += f"<br>{issue.score:.2f}x the input side"
+    return (f'<figure>{_thumb(issue.file, issue.path)}<figcaption>{caption}<br>'
+            f'<span class="muted">{escape(issue.path)}</span></figcaption></figure>')
+
+
+def data_section(data) -> str:
+    """The Data section: the audit's summary, class balance, then thumbnails of each kind, worst first.
+    data: retrain.audit.examine.Audit (issues, counts, balance, line), read as plain values."""
+    if data is None:
+        return ""
+    balance = "".join(f"<tr><td>{escape(label)}</td><td class=\"n\">{n}</td></tr>" for label, n in data.balance.items())
+    parts = [f"<p>{escape(data.line)}</p>", '<table class="facts"><tr><th>class</th><th>images</th></tr>'
+             f"{balance}</table>"]
+    for kind, heading in DATA_KINDS.items():
+        mine = [i for i in data.issues if i.kind == kind]
+        if not mine:
+            continue
+        shown = mine[:MAX_THUMBS] if kind != "small_image" else mine[:6]
+        wide = " wide" if any(i.partner_file is not None for i in shown) else ""
+        parts.append(f'<h3>{escape(heading)}: {len(mine)}</h3><div class="grid{wide}">'
+                     f'{"".join(_issue_figure(i) for i in shown)}</div>')
+    return f'<section id="data"><h2>Data</h2>{"".join(parts)}</section>'
+
+
+def write_data_page(path: Path, *, title: str, facts: dict, data) -> None:
+    """report.html of `retrain check`: the facts and the Data section only (no model was trained)."""
+    write_atomic(path, f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,"><title>{escape(title)}</title><style>{CSS}</style></head>
+<body><main>
+<h1>{escape(title)}</h1>
+<section><h2>Summary</h2><table class="facts">{_facts(facts)}</table></section>
+{data_section(data)}
+</main></body></html>
+""")
+
+
 def write_html(path: Path, *, title: str, facts: dict, summaries: dict[str, dict], focus: str, labels: list[str],
-               pictures: dict[str, Path], worst: list[tuple[str, str, str, float]], images_root: Path) -> None:
+               pictures: dict[str, Path], worst: list[tuple[str, str, str, float]], images_root: Path,
+               data=None) -> None:
     """Write the page atomically. summaries: metrics.compute(...).summary by split name; focus: the split
     the tables and pictures describe; pictures: heading -> PNG file to inline; worst: (path relative to
-    images_root, true, predicted, score), most confident mistakes first. Every label and path is escaped."""
+    images_root, true, predicted, score), most confident mistakes first; data: the data audit, or None.
+    Every label and path is escaped."""
     summary = summaries[focus]
     pairs = "".join(f"<li><b>{escape(p['true'])}</b> taken for <b>{escape(p['predicted'])}</b>: {p['count']}</li>"
                     for p in summary["most_confused"]) or "<li>none</li>"
@@ -134,6 +202,7 @@ def write_html(path: Path, *, title: str, facts: dict, summaries: dict[str, dict
 <section><h2>Per class ({escape(focus)})</h2>{_per_class(summary)}</section>
 {plots}
 <section><h2>Most confident mistakes ({escape(focus)})</h2>{_worst(worst, images_root)}</section>
+{data_section(data)}
 </main></body></html>
 """
     write_atomic(path, page)

@@ -92,7 +92,8 @@ def write_reports(result, config, scored: dict, history: list[dict], images_root
     summaries = writers.write_reports(result.run_dir, labels=result.labels,
                                      splits={n: s for n, s in scored.items() if len(s.y_true)},
                                      images_root=images_root, facts=facts, history=history,
-                                     kept_epoch=result.epochs, title=f"retrain · run {result.version}")
+                                     kept_epoch=result.epochs, title=f"retrain · run {result.version}",
+                                     data=getattr(result, "data", None))
     if config.tensorboard is not None:
         log.info("TensorBoard scalars in %s", tensorboard.tensorboard_log(config.tensorboard, history))
     return summaries, {"model_bytes": size, "latency_ms": latency}
@@ -111,7 +112,8 @@ def write_records(result, config, module, image_size: int, facts: dict, digests:
                "skipped": len(result.skipped), "tflite": result.tflite, **summaries, "counts": result.counts,
                **facts,
                "class_weight": result.class_weight, "focus": result.focus, "published": result.published,
-               "fine_tune": result.fine_tune, "augment": result.augment}
+               "fine_tune": result.fine_tune, "augment": result.augment,
+               "data": result.data.counts if getattr(result, "data", None) else None}
     writers.write_json(result.run_dir / "metrics.json", metrics)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
     fingerprint = writers.data_fingerprint(result.run_dir / "split.csv", digests)
@@ -122,3 +124,20 @@ def write_records(result, config, module, image_size: int, facts: dict, digests:
                            published=result.published, skipped=result.skipped, tflite=result.tflite,
                            features=result.features, fine_tune=result.fine_tune, augment=result.augment)
     writers.write_json(result.run_dir / "run.json", card)
+
+
+def write_check(run_dir: Path, config, data, *, counts: dict, image_size: int, skipped: list, seconds: dict,
+                title: str) -> None:
+    """The records of `retrain check`: data_issues.csv, report.html (facts and the Data section) and
+    metrics.json (the audit's counts, class balance, split sizes, seconds). data: the audit (plain values)."""
+    from retrain.reports import html
+
+    writers.write_data_issues_csv(Path(run_dir) / "data_issues.csv", [issue[:5] for issue in data.issues])
+    facts = {"images": str(config.images), "module": config.module, "image size": f"{image_size}x{image_size}",
+             "split": ", ".join(f"{sum(c.values())} {name}" for name, c in counts.items()),
+             "skipped files": len(skipped), "seconds": seconds.get("total")}
+    html.write_data_page(Path(run_dir) / "report.html", title=title, facts=facts, data=data)
+    writers.write_json(Path(run_dir) / "metrics.json", {"data": data.counts, "balance": data.balance,
+                                                        "counts": counts, "skipped": len(skipped),
+                                                        "module": config.module, "image_size": image_size,
+                                                        "seconds": seconds})

@@ -78,3 +78,9 @@ def evaluation_lines(result) -> list[str]:
     return ([f"accuracy: {result.accuracy:.4f} on {result.count} images"]
             + [f"  {label:<24} {accuracy:.3f}" for label, accuracy in result.per_class.items()]
             + [f"report: {result.output}/report.html"])
+
+
+def check_lines(found) -> list[str]:
+    """What `retrain check` ends with: the audit's line and the files to open (found: pipeline.Checked)."""
+    return [found.data.line.replace("; see data_issues.csv", ""),
+            f"issues: {found.run_dir / 'data_issues.csv'}", f"report: {found.run_dir / 'report.html'}"]

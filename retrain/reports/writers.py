@@ -94,6 +94,16 @@ def write_misclassified_csv(path: Path, rows: Iterable[tuple[str, str, str, floa
                                   + [[p, t, pr, f"{s:.6f}"] for p, t, pr, s in ordered]))
 
 
+DATA_ISSUES_HEADER = ("path", "kind", "score", "suggested_label", "partner")
+
+
+def write_data_issues_csv(path: Path, rows: Iterable[Sequence]) -> None:
+    """rows: (path, kind, score, suggested label, partner path) in the order given (the audit ranks them)."""
+    write_atomic(path, _csv_bytes([list(DATA_ISSUES_HEADER)]
+                                  + [[p, kind, f"{score:.6f}", suggested, partner]
+                                     for p, kind, score, suggested, partner in rows]))
+
+
 def write_history_csv(path: Path, history: list[dict]) -> None:
     """history: one dict per epoch with HISTORY_FIELDS (a missing value is left empty)."""
     rows = [[entry.get(field, "") for field in HISTORY_FIELDS] for entry in history]
@@ -110,7 +120,7 @@ class Scored:
 
 def write_reports(run_dir: Path, *, labels: list[str], splits: dict[str, Scored], images_root: Path,
                   facts: dict, history: list[dict] | None = None, kept_epoch: int | None = None,
-                  title: str = "retrain report") -> dict[str, dict]:
+                  title: str = "retrain report", data=None) -> dict[str, dict]:
     """Write every report file into run_dir and return {split name: metrics summary} for metrics.json.
 
     The confusion matrix, misclassified list and thumbnails are of the test split, or validation when
@@ -134,7 +144,10 @@ def write_reports(run_dir: Path, *, labels: list[str], splits: dict[str, Scored]
         pictures["Training curves (per epoch)"] = run_dir / "training.png"
     summaries = {name: result.summary for name, result in results.items()}
     html.write_html(run_dir / "report.html", title=title, facts=facts, summaries=summaries, focus=focus,
-                           labels=labels, pictures=pictures, worst=wrong, images_root=Path(images_root))
+                           labels=labels, pictures=pictures, worst=wrong, images_root=Path(images_root),
+                           data=data)
+    if data is not None:
+        write_data_issues_csv(run_dir / "data_issues.csv", [issue[:5] for issue in data.issues])
     log.debug("%s accuracy %.3f on %d images; report in %s", focus, chosen.summary["accuracy"],
              chosen.summary["count"], run_dir / "report.html")
     return summaries
