@@ -48,3 +48,34 @@ def test_report_opens_cleanly_in_chromium(real_report):
     assert len(pictures) >= 3  # both plots and at least one thumbnail of a red image filed under blue
     assert all(complete and width > 0 for complete, width, _ in pictures), pictures
     assert all(label in text for label in labels)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
+def test_data_section_shows_each_image_beside_its_copy(fake_module, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install .[test])")
+    colours = dict(zip(LABELS, colour_set(n=12).values()))
+    colours[LABELS[0]] = colours[LABELS[0]] + [(222, 28, 33)]  # a red image filed under blue: a label error
+    images = write_images(tmp_path / "images", colours)
+    (images / LABELS[1] / "copy.png").write_bytes((images / LABELS[2] / "001.png").read_bytes())
+    from retrain import pipeline
+
+    found = pipeline.check(retrain.Config(images=images, module=str(fake_module), output=tmp_path / "out",
+                                          image_size=32))
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page()
+        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto((found.run_dir / "report.html").as_uri(), wait_until="load")
+        pictures = page.evaluate("Array.from(document.querySelectorAll('#data img'), "
+                                 "i => [i.complete, i.naturalWidth, i.alt, i.getBoundingClientRect().top])")
+        text = page.inner_text("#data")
+        browser.close()
+    assert errors == []
+    assert all(complete and width > 0 for complete, width, _, _ in pictures), pictures
+    pair = {alt: top for _, _, alt, top in pictures if alt in (f"{LABELS[1]}/copy.png", f"{LABELS[2]}/001.png")}
+    assert len(pair) == 2 and len(set(pair.values())) == 1  # side by side: one row
+    assert "Exact duplicates (same bytes): 2" in text and "under two labels" in text
+    assert "Likely label errors" in text and f"{LABELS[0]}/012.png" in text
