@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import retrain
-from conftest import random_label_set, write_images
+from fake_data import random_label_set, write_images
 from retrain.config import Config
 
 
