@@ -33,6 +33,25 @@ def test_random_labels_are_not(fake_module, tmp_path):
     assert train(images, fake_module, tmp_path / "out").val_accuracy < 0.7
 
 
+def test_a_run_that_fails_while_reporting_publishes_nothing(colour_images, fake_module, tmp_path, monkeypatch):
+    """The version appears in saved_model/ only after every report and record is written."""
+    from retrain.reports import plots
+
+    out = tmp_path / "out"
+    first = train(colour_images, fake_module, out, epochs=5)
+    assert first.published and (out / "saved_model" / "1" / "saved_model.pb").is_file()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plot failed")
+    monkeypatch.setattr(plots, "confusion_png", broken)
+    with pytest.raises(RuntimeError, match="the plot failed"):
+        train(colour_images, fake_module, out, epochs=5)
+    assert sorted(p.name for p in (out / "saved_model").iterdir()) == ["1"], "a failed run published a version"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["1"], "a failed run left its run folder"
+    monkeypatch.undo()
+    assert train(colour_images, fake_module, out, epochs=5).version == 2  # and the number is free again
+
+
 @pytest.mark.slow
 def test_without_cache_the_backbone_trains_in_the_loop(colour_images, fake_module, tmp_path):
     result = train(colour_images, fake_module, tmp_path / "out", use_cache=False, epochs=10, learning_rate=0.05)
