@@ -142,16 +142,23 @@ def _exact(examples: list, side: list[str], left_out: list, labels: list[str]) -
 
 
 def _near(examples: list, side: list[str], features: np.ndarray, kept: np.ndarray, threshold: float) -> list[Issue]:
-    """Each validation or test image whose most similar training image (other bytes) is at or above threshold."""
-    train = np.flatnonzero(kept & (np.array(side) == "train"))
-    held = np.flatnonzero(kept & (np.array(side) != "train"))
+    """Each validation or test image whose most similar image in another split (other bytes) is at or above
+    threshold: a copy in validation leaks into test as much as one in training does."""
+    split_of = np.array(side)
+    held = np.flatnonzero(kept & (split_of != "train"))
+    everyone = np.flatnonzero(kept)
     digests = np.array([e.digest for e in examples])
-    same = (lambda q: digests[held[q]][:, None] == digests[train][None, :]) if len(held) else None
-    best, cosine = similarity.nearest(features[held], features[train], same)
+
+    def same(q: np.ndarray) -> np.ndarray:  # same split or same bytes: not a near-copy across splits
+        rows = held[q]
+        return ((split_of[rows][:, None] == split_of[everyone][None, :])
+                | (digests[rows][:, None] == digests[everyone][None, :]))
+
+    best, cosine = similarity.nearest(features[held], features[everyone], same)
     found = []
     for i, j, c in zip(held, best, cosine):
         if j >= 0 and c >= threshold:
-            e, partner = examples[i], examples[train[j]]
+            e, partner = examples[i], examples[everyone[j]]
             found.append(Issue(e.rel, "near_duplicate", round(float(c), 6), "", partner.rel, "", e.path, partner.path))
     return sorted(found, key=lambda i: (-i.score, i.path))
 

@@ -11,7 +11,6 @@ import hashlib
 import logging
 from pathlib import Path
 
-from retrain.config import Config
 from retrain.errors import RetrainError
 from retrain.inputs import listing, scan, skipped, split
 
@@ -27,65 +26,69 @@ class Inputs:
     conflicts: list[scan.Example] = dataclasses.field(default_factory=list)  # same bytes under two labels: left out
 
 
-def read(config: Config) -> Inputs:
+def read(images: Path, *, test_images: Path | None, validation_split: float, test_split: float, max_pixels: int,
+         strict: bool, labels: Path | None = None) -> Inputs:
     """Scan (class folders, a --labels file, or train/ val/ test/ folders), hash every file, leave out files
     whose bytes are filed under two labels (refused with --strict), apply --strict, split (keeping copies
-    together; splits named by the file or the folders are kept), or take --test-images as the test set."""
-    found, given = _scan(config)
-    if config.strict and found.skipped:
+    together; splits named by the file or the folders are kept), or take --test-images as the test set
+    (test_split unused)."""
+    found, given = _scan(images, labels, max_pixels)
+    if strict and found.skipped:
         rel, why = found.skipped[0]
         raise RetrainError(f"--strict: {len(found.skipped)} files would be skipped ({skipped.counts(found.skipped)});"
                            f" first: {skipped.printable(rel)}: {why}")
-    examples, conflicts = _conflicts(with_digests(found.examples), found.labels, config.strict)
-    parts = _split(examples, given, found.labels, config)
+    examples, conflicts = _conflicts(with_digests(found.examples), found.labels, strict)
+    test_split = 0.0 if test_images is not None else test_split
+    parts = _split(examples, given, found.labels, validation_split, test_split)
     if not parts["validation"]:
-        raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
+        raise RetrainError(f"--images: {images} has one image per class; expected at least 2 per class "
                            "so that some can be held out for validation")
-    if config.test_images is None:
-        return Inputs(found.labels, parts, Path(config.images), found.skipped, conflicts)
-    tests = scan.scan(config.test_images, config.max_pixels)
+    if test_images is None:
+        return Inputs(found.labels, parts, Path(images), found.skipped, conflicts)
+    tests = scan.scan(test_images, max_pixels)
     unknown = sorted(set(tests.labels) - set(found.labels))
     if unknown:
         raise RetrainError(f"--test-images: folders {', '.join(unknown)} are not classes of --images; "
                            f"expected some of {', '.join(found.labels)}")
     parts["test"] = with_digests([dataclasses.replace(e, label=found.labels.index(tests.labels[e.label]))
                                   for e in tests.examples])
-    outside = [(str(Path(config.test_images) / rel), why) for rel, why in tests.skipped]
-    return Inputs(found.labels, parts, Path(config.test_images), found.skipped + outside, conflicts)
+    outside = [(str(Path(test_images) / rel), why) for rel, why in tests.skipped]
+    return Inputs(found.labels, parts, Path(test_images), found.skipped + outside, conflicts)
 
 
-def _scan(config: Config) -> tuple[scan.Scan, dict[str, str]]:
+def _scan(images: Path, labels: Path | None, max_pixels: int) -> tuple[scan.Scan, dict[str, str]]:
     """(Scan, {rel: given split}) from --labels, the train/ val/ test/ layout, or class folders."""
-    if config.labels is not None:
-        return listing.read(config.images, config.labels, config.max_pixels)
-    folders = listing.layout(config.images)
+    if labels is not None:
+        return listing.read(images, labels, max_pixels)
+    folders = listing.layout(images)
     if folders is None:
-        return scan.scan(config.images, config.max_pixels), {}
-    log.info("--images: %s holds %s folders; using them as the given split", config.images,
+        return scan.scan(images, max_pixels), {}
+    log.info("--images: %s holds %s folders; using them as the given split", images,
              " ".join(f"{p.name}/" for p in folders.values()))
-    scans = {name: scan.scan(folder, config.max_pixels) for name, folder in folders.items()}
-    labels = scans["train"].labels
+    scans = {name: scan.scan(folder, max_pixels) for name, folder in folders.items()}
+    labels_ = scans["train"].labels
     examples, skips, given = [], [], {}
     for name, found in scans.items():
-        unknown = sorted(set(found.labels) - set(labels))
+        unknown = sorted(set(found.labels) - set(labels_))
         if unknown:
             raise RetrainError(f"--images: {folders[name]} has classes {', '.join(unknown)} that train/ lacks; "
-                               f"expected some of {', '.join(labels)}")
+                               f"expected some of {', '.join(labels_)}")
         prefix = folders[name].name
         for e in found.examples:
             rel = f"{prefix}/{e.rel}"
-            examples.append(dataclasses.replace(e, rel=rel, label=labels.index(found.labels[e.label])))
+            examples.append(dataclasses.replace(e, rel=rel, label=labels_.index(found.labels[e.label])))
             given[rel] = name
         skips += [(f"{prefix}/{rel}", why) for rel, why in found.skipped]
-    return scan.Scan(labels, examples, sorted(skips)), given
+    return scan.Scan(labels_, examples, sorted(skips)), given
 
 
-def _split(examples: list[scan.Example], given: dict[str, str], labels: list[str], config: Config) -> dict:
+def _split(examples: list[scan.Example], given: dict[str, str], labels: list[str], validation_split: float,
+           test_split: float) -> dict:
     """Split name -> examples. Rows with a given validation or test split keep it; a split nobody named is
     carved by hash from the rest (given train rows included), with --validation-split and --test-split."""
     named = set(given.values())
-    validation = 0.0 if "validation" in named else config.validation_split
-    test = 0.0 if "test" in named or config.test_images is not None else config.test_split
+    validation = 0.0 if "validation" in named else validation_split
+    test = 0.0 if "test" in named else test_split
     pool = [e for e in examples if given.get(e.rel, "train") == "train"]
     parts = split.split_examples(pool, labels, validation, test).as_dict()
     if named:

@@ -9,7 +9,7 @@ import csv
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.cli import main
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.audit import labels as label_check
 from retrain.audit import similarity
 from retrain.cli import main
