@@ -98,7 +98,8 @@ def main() -> None:
           f"both checks {seconds:.0f} s; rows listed from cosine {args.threshold}")
     thresholds = [t for t in (0.90, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98) if t >= args.threshold]
     edits = sorted(set(edit_of.values()))
-    print("| threshold | " + " | ".join(f"found: {e}" for e in edits) + " | found: all | clean test images flagged |")
+    print("| threshold | " + " | ".join(f"found: {'all four' if e == 'all' else e}" for e in edits)
+          + " | found: every copy | clean test images flagged |")
     print("|---" * (len(edits) + 3) + "|")
     for t in thresholds:
         cells = []

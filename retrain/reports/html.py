@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from retrain.errors import printable
 from retrain.fs import write_atomic
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def _worst(worst: list[tuple[str, str, str, float]], images_root: Path) -> str:
 
 def _thumb(path: Path | None, alt: str) -> str:
     jpeg = thumbnail_jpeg(path) if path is not None else None
-    return f'<img src="{data_uri(jpeg, "image/jpeg")}" alt="{escape(alt)}">' if jpeg else \
+    return f'<img src="{data_uri(jpeg, "image/jpeg")}" alt="{escape(printable(alt))}">' if jpeg else \
         '<div class="muted">(unreadable)</div>'
 
 
@@ -131,7 +132,8 @@ def _issue_figure(issue) -> str:
                 f'</div><figcaption><b>{escape(words)}</b>'
                 + (f'<br>{escape(issue.label)} / <span class="wrong">{escape(issue.suggested_label)}</span>'
                    if issue.suggested_label else "")
-                + f'<br><span class="muted">{escape(issue.path)}<br>{escape(issue.partner)}</span>'
+                + f'<br><span class="muted">{escape(printable(issue.path))}<br>'
+                  f'{escape(printable(issue.partner))}</span>'
                 '</figcaption></figure>')
     caption = f"filed as <b>{escape(issue.label)}</b>"
     if issue.kind == "label_error":
@@ -142,7 +144,7 @@ def _issue_figure(issue) -> str:
     else:
         caption += f"<br>{issue.score:.2f}x the input side"
     return (f'<figure>{_thumb(issue.file, issue.path)}<figcaption>{caption}<br>'
-            f'<span class="muted">{escape(issue.path)}</span></figcaption></figure>')
+            f'<span class="muted">{escape(printable(issue.path))}</span></figcaption></figure>')
 
 
 def data_section(data) -> str:
