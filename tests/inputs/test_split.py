@@ -114,3 +114,17 @@ def test_every_image_once_and_the_minimums_hold(sizes, validation, test):
         counts = [sum(e.label == k for e in part) for part in (result.train, result.validation, result.test)]
         assert counts[0] >= 1 and counts[1] >= min(1, n - 1)
         assert counts[2] >= (1 if n >= 3 and test > 0 else 0) and (test > 0 or counts[2] == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=3, max_size=120), st.sampled_from(["", "x_nohash_{i}"]))
+def test_byte_identical_files_always_share_a_split(contents, suffix):
+    """Files with one digest land in one split, whatever their names (also mixed with _nohash_ groups)."""
+    items = [Example(None, f"a/{i:04d}{suffix.format(i=i % 3)}.jpg", 0, digest=f"d{c}")
+             for i, c in enumerate(contents)]
+    placed = where(split_examples(items, ["a"], 0.2, 0.2))
+    by_digest: dict[str, set[str]] = {}
+    for e in items:
+        by_digest.setdefault(e.digest, set()).add(placed[e.rel])
+    assert all(len(splits) == 1 for splits in by_digest.values())
+    assert sorted(placed) == sorted(e.rel for e in items)
