@@ -159,7 +159,9 @@ def test_odd_labels_survive_labels_txt_the_export_and_the_served_output(fake_mod
     import tensorflow as tf
 
     colours = [(220, 30, 30), (30, 200, 40), (20, 40, 230), (230, 230, 30), (30, 230, 230), (200, 30, 200)]
-    images = write_images(tmp_path / "imgs", {label: [rgb] * 6 for label, rgb in zip(ODD_LABELS, colours)})
+    # Shades, not six byte-identical copies: identical files share a split, and a class needs a validation image.
+    images = write_images(tmp_path / "imgs", {label: [tuple(c + i for c in rgb) for i in range(6)]
+                                              for label, rgb in zip(ODD_LABELS, colours)})
     result = train(images, fake_module, tmp_path / "out", epochs=80, learning_rate=0.05)
     assert result.labels == sorted(ODD_LABELS)
     assert (result.run_dir / "labels.txt").read_text("utf-8").splitlines() == sorted(ODD_LABELS)

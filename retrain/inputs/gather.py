@@ -41,8 +41,8 @@ def read(images: Path, *, test_images: Path | None, validation_split: float, tes
     test_split = 0.0 if test_images is not None else test_split
     parts = _split(examples, given, found.labels, validation_split, test_split)
     if not parts["validation"]:
-        raise RetrainError(f"--images: {images} has one image per class; expected at least 2 per class "
-                           "so that some can be held out for validation")
+        raise RetrainError(f"--images: {images} has one image (or files with the same bytes) per class; expected "
+                           "at least 2 different images per class so that some can be held out for validation")
     if test_images is None:
         return Inputs(found.labels, parts, Path(images), found.skipped, conflicts)
     tests = scan.scan(test_images, max_pixels)
