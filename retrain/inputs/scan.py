@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from retrain.errors import RetrainError, skip_line
+from retrain.errors import CONTROL, RetrainError, printable, skip_line
 from retrain.inputs import formats
 from retrain.inputs.skipped import counts, write_skipped_csv
 from retrain.inputs.walk import Walk, is_debris, is_folder, real_path, walk
@@ -44,7 +44,21 @@ def _labels(images: Path) -> list[str]:
         raise RetrainError(f"--images: {images} has no class sub-folders; expected e.g. {images}/<label>/*.jpg")
     if len(labels) < 2:
         raise RetrainError(f"--images: {images} has 1 class ({labels[0]}); expected at least 2 class folders")
+    for label in labels:
+        _check_label(images, label)
     return labels
+
+
+def _check_label(images: Path, label: str) -> None:
+    """A class name becomes a line of labels.txt and a string in the model: it must be one line of UTF-8."""
+    try:
+        label.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RetrainError(f"--images: class folder {printable(images / label)} has a name that is not UTF-8; "
+                           "expected a name that labels.txt and the model can hold (rename the folder)") from None
+    if CONTROL.search(label):
+        raise RetrainError(f"--images: class folder {printable(images / label)} has a control character (newline, "
+                           "tab, ...) in its name; expected a name of one line (rename the folder)")
 
 
 def _stray_files(images: Path, found: Walk) -> None:

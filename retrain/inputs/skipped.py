@@ -6,8 +6,6 @@ e.g. "unsupported format (TIFF): the served model cannot decode it; convert to P
 from __future__ import annotations
 
 import collections
-import csv
-import io
 from pathlib import Path
 
 from retrain import errors, fs
@@ -25,10 +23,6 @@ def printable(rel: str) -> str:
 
 
 def write_skipped_csv(path: Path, skipped: list[tuple[str, str]]) -> None:
-    """Write `path,reason` rows (header first) atomically (retrain.fs). Paths that are not valid UTF-8 are
-    written with \\xNN escapes, so the file stays UTF-8."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["path", "reason"])
-    writer.writerows((printable(rel), reason) for rel, reason in skipped)
-    fs.write_atomic(Path(path), text.getvalue())
+    """Write `path,reason` rows (header first) atomically, as retrain.fs.csv_bytes writes every CSV: each
+    path reads back exactly (bytes that are not UTF-8 included)."""
+    fs.write_atomic(Path(path), fs.csv_bytes([("path", "reason"), *skipped]))
