@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -79,12 +80,23 @@ def _refuse_ignored(ctx: click.Context) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')}: found it {found}; expected {expected}")
 
 
+class _Finite(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (a range check lets nan through: every comparison is False)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 # Value rules of retrain.options, as click types (click checks ranges and choices at the boundary).
 _KINDS = {"path": click.Path(path_type=Path), "folder": click.Path(file_okay=False, path_type=Path), "text": str,
-          "int": int, "count": click.IntRange(min=1), "side": click.IntRange(min=8),
-          "share": click.FloatRange(0, 1, max_open=True), "fraction": click.FloatRange(0, 1),
-          "open share": click.FloatRange(0, 1, min_open=True, max_open=True),
-          "rate": click.FloatRange(min=0, min_open=True), "points": click.FloatRange(min=0)}
+          "int": click.IntRange(*options.INT_RANGE), "count": click.IntRange(1, options.INT_RANGE[1]),
+          "side": click.IntRange(*options.SIDE_RANGE),
+          "share": _Finite(0, 1, max_open=True), "fraction": _Finite(0, 1),
+          "open share": _Finite(0, 1, min_open=True, max_open=True),
+          "rate": _Finite(min=0, min_open=True), "points": _Finite(min=0)}
 
 
 def _training_options(*flags: str):
