@@ -101,7 +101,7 @@ def run(config: Config) -> Result:
     clock.lap("export")
     counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}
     cache_use = {"cached": source.cached, "extracted": source.extracted} if config.use_cache else None
-    skips = found.skipped + gather.relative(examples, source.skipped)
+    skips = found.skipped + gather.relative(examples, source.skipped, Path(config.images))
     if source.skipped:
         scan.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,

@@ -6,11 +6,15 @@ or two, before the slow import.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from pathlib import Path
 
 from retrain.config import Config
-from retrain.errors import RetrainError
+from retrain.errors import RetrainError, printable, skip_line
 from retrain.inputs import scan, skipped, split
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +25,25 @@ class Inputs:
     skipped: list[tuple[str, str]]             # (path relative to --images, reason) found by the scan
 
 
+def check_places(config: Config) -> None:
+    """Refuse a folder the run writes (--output, --tensorboard, --cache-dir, --export-module) inside a folder
+    it reads images from: the next run would take it for a class and train on the reports' pictures."""
+    written = {"--output": config.output_dir, "--tensorboard": config.tensorboard,
+               "--cache-dir": None if isinstance(config.feature_cache_dir, str) else config.feature_cache_dir,
+               "--export-module": config.export_module}
+    for reader, images in (("--images", config.images), ("--test-images", config.test_images)):
+        if images is None:
+            continue
+        root = Path(os.path.realpath(images))
+        for option, folder in written.items():
+            if folder is not None and (root == (where := Path(os.path.realpath(folder))) or root in where.parents):
+                raise RetrainError(f"{option}: {printable(folder)} is inside {reader} {printable(images)}; expected "
+                                   f"a folder outside it (the next run would read it as a class of images)")
+
+
 def read(config: Config) -> Inputs:
-    """Scan, apply --strict, split (or take --test-images as the test set)."""
+    """Check where the run writes, scan, apply --strict, split (or take --test-images as the test set)."""
+    check_places(config)
     found = scan.scan(config.images, config.max_pixels)
     if config.strict and found.skipped:
         rel, why = found.skipped[0]
@@ -45,10 +66,15 @@ def read(config: Config) -> Inputs:
     return Inputs(found.labels, parts, Path(config.test_images), found.skipped + outside)
 
 
-def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]]) -> list[tuple[str, str]]:
-    """Skips found after the scan (files TensorFlow would not decode) as (path relative to --images, reason)."""
+def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]],
+             images: Path | None = None) -> list[tuple[str, str]]:
+    """Skips found after the scan (files TensorFlow would not decode) as (path relative to --images, reason),
+    with the scan's categories; with images given, each is logged as the scan logs its skips (images / rel)."""
     rel = {e.path: e.rel for e in examples}
-    return [(rel.get(Path(path), str(path)), why) for path, why in stage_skips]
+    found = [(rel.get(Path(path), str(path)), skipped.categorized(why)) for path, why in stage_skips]
+    for path, why in found if images is not None else ():
+        log.warning(skip_line(Path(images) / path, why))
+    return found
 
 
 def check_classes_kept(labels: list[str], y_train, images: Path) -> None:
