@@ -61,6 +61,7 @@ def test_real_files_of_any_small_or_thin_size_are_used_by_both(tmp_path, fmt, mo
 
 @pytest.mark.parametrize("blob", [
     odd.jpeg_claiming(65535, 65535), odd.jpeg_claiming(65500, 200), odd.jpeg_claiming(1, 65500),
+    odd.jpeg_claiming(65501, 1), odd.jpeg_claiming(1, 65535),
     odd.png_claiming(65535, 65535), odd.png_claiming(2**31 - 1, 1), odd.png_claiming(1_000_001, 1),
     odd.png_claiming(0, 5), odd.gif_claiming(65535, 65535), odd.gif_claiming(65535, 1000, screen=(1, 1)),
     odd.gif_claiming(0, 0), odd.bmp_claiming(65535, 65535), odd.bmp_claiming(2**31 - 1, 2**31 - 1),

@@ -15,8 +15,8 @@ _JPEG = encode(Image.new("RGB", (32, 32), (1, 2, 3)), "JPEG")
 BAD = {
     "cut.jpg": _JPEG[:len(_JPEG) // 2], "cut.png": encode(Image.new("RGB", (9, 9)), "PNG")[:60],
     "text.png": b"hello, this is text" * 4, "huge.png": odd.png_claiming(5000, 5000),
-    "bomb.gif": odd.gif_frame_beyond_screen((1200, 1000)), "rgba-masks.bmp": odd.bgra_bmp(masks=(0xFF, 0xFF00,
-                                                                                                  0xFF0000, 0xFF000000)),
+    "bomb.gif": odd.gif_frame_beyond_screen((1200, 1000)),
+    "rgba-masks.bmp": odd.bgra_bmp(masks=(0xFF, 0xFF00, 0xFF0000, 0xFF000000)),
     "idat-crc.png": odd.png_bad_crc(b"IDAT"),
 }
 

@@ -13,6 +13,7 @@ import zlib
 from typing import BinaryIO
 
 WINDOW = 1 << 20  # bytes read at once: bounds the memory one file costs the scan
+JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION: TensorFlow refuses a larger side
 PNG_MAX_SIDE = 1_000_000  # libpng's default user limit on width and height: TensorFlow refuses more
 CONVERT = "the served model cannot decode it; convert to PNG or JPEG"
 # The only 32-bit bit fields TensorFlow's BMP decoder reads right (it takes bytes as B, G, R, A): R, G, B, A masks.
@@ -99,6 +100,9 @@ def jpeg(w: Window) -> Shape | str:
                 height, width = _u(sof, 0, 2, "big"), _u(sof, 2, 2, "big")
                 if not width or not height:
                     return f"corrupt: JPEG: frame header says {width} x {height} pixels"
+                if max(width, height) > JPEG_MAX_SIDE:
+                    return (f"unsupported format (JPEG): {width} x {height} pixels, expected sides up to "
+                            f"{JPEG_MAX_SIDE} (the decoder's limit)")
                 shape = Shape(width, height)
             pos += 2 + _u(w.read(pos + 2, 2), 0, 2, "big")
     return "truncated: JPEG image data has no end marker (file cut short?)"
