@@ -29,7 +29,7 @@ def check_places(config: Config) -> None:
     """Refuse a folder the run writes (--output, --tensorboard, --cache-dir, --export-module) inside a folder
     it reads images from: the next run would take it for a class and train on the reports' pictures."""
     written = {"--output": config.output_dir, "--tensorboard": config.tensorboard,
-               "--cache-dir": None if isinstance(config.feature_cache_dir, str) else config.feature_cache_dir,
+               "--cache-dir": None if config.cache_dir is None or "://" in str(config.cache_dir) else config.cache_dir,
                "--export-module": config.export_module}
     for reader, images in (("--images", config.images), ("--test-images", config.test_images)):
         if images is None:
