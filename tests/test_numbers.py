@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain import options
 from retrain.cli import main
 from retrain.config import Config

@@ -10,7 +10,6 @@ import logging
 import os
 from pathlib import Path
 
-from retrain.config import Config
 from retrain.errors import RetrainError, printable, skip_line
 from retrain.inputs import scan, skipped, split
 
@@ -25,45 +24,46 @@ class Inputs:
     skipped: list[tuple[str, str]]             # (path relative to --images, reason) found by the scan
 
 
-def check_places(config: Config) -> None:
-    """Refuse a folder the run writes (--output, --tensorboard, --cache-dir, --export-module) inside a folder
-    it reads images from: the next run would take it for a class and train on the reports' pictures."""
-    written = {"--output": config.output_dir, "--tensorboard": config.tensorboard,
-               "--cache-dir": None if config.cache_dir is None or "://" in str(config.cache_dir) else config.cache_dir,
-               "--export-module": config.export_module}
-    for reader, images in (("--images", config.images), ("--test-images", config.test_images)):
+def check_places(readers: dict[str, Path | None], writers: dict[str, Path | str | None]) -> None:
+    """Refuse a folder the run writes (option -> folder: --output, --tensorboard, --cache-dir, ...) inside a
+    folder it reads images from (option -> folder): the next run would take it for a class and train on
+    the reports' pictures. None and URLs (gs://...) are left out."""
+    for reader, images in readers.items():
         if images is None:
             continue
         root = Path(os.path.realpath(images))
-        for option, folder in written.items():
-            if folder is not None and (root == (where := Path(os.path.realpath(folder))) or root in where.parents):
+        for option, folder in writers.items():
+            if folder is None or "://" in str(folder):
+                continue
+            where = Path(os.path.realpath(folder))
+            if root == where or root in where.parents:
                 raise RetrainError(f"{option}: {printable(folder)} is inside {reader} {printable(images)}; expected "
                                    f"a folder outside it (the next run would read it as a class of images)")
 
 
-def read(config: Config) -> Inputs:
-    """Check where the run writes, scan, apply --strict, split (or take --test-images as the test set)."""
-    check_places(config)
-    found = scan.scan(config.images, config.max_pixels)
-    if config.strict and found.skipped:
+def read(images: Path, *, test_images: Path | None, validation_split: float, test_split: float, max_pixels: int,
+         strict: bool) -> Inputs:
+    """Scan --images, apply --strict, split (or take --test-images as the test set, test_split unused)."""
+    found = scan.scan(images, max_pixels)
+    if strict and found.skipped:
         rel, why = found.skipped[0]
         raise RetrainError(f"--strict: {len(found.skipped)} files would be skipped ({skipped.counts(found.skipped)});"
                            f" first: {skipped.printable(rel)}: {why}")
-    test_split = 0.0 if config.test_images is not None else config.test_split
-    parts = split.split_examples(found.examples, found.labels, config.validation_split, test_split).as_dict()
+    test_split = 0.0 if test_images is not None else test_split
+    parts = split.split_examples(found.examples, found.labels, validation_split, test_split).as_dict()
     if not parts["validation"]:
-        raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
+        raise RetrainError(f"--images: {images} has one image per class; expected at least 2 per class "
                            "so that some can be held out for validation")
-    if config.test_images is None:
-        return Inputs(found.labels, parts, Path(config.images), found.skipped)
-    tests = scan.scan(config.test_images, config.max_pixels)
+    if test_images is None:
+        return Inputs(found.labels, parts, Path(images), found.skipped)
+    tests = scan.scan(test_images, max_pixels)
     unknown = sorted(set(tests.labels) - set(found.labels))
     if unknown:
         raise RetrainError(f"--test-images: folders {', '.join(unknown)} are not classes of --images; "
                            f"expected some of {', '.join(found.labels)}")
     parts["test"] = [dataclasses.replace(e, label=found.labels.index(tests.labels[e.label])) for e in tests.examples]
-    outside = [(str(Path(config.test_images) / rel), why) for rel, why in tests.skipped]
-    return Inputs(found.labels, parts, Path(config.test_images), found.skipped + outside)
+    outside = [(str(Path(test_images) / rel), why) for rel, why in tests.skipped]
+    return Inputs(found.labels, parts, Path(test_images), found.skipped + outside)
 
 
 def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]],

@@ -144,9 +144,8 @@ def test_class_names_like_math_text_are_drawn_as_plain_text(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="lead reorders pipeline.run")
 def test_a_report_that_fails_publishes_nothing(tmp_path, fake_module, monkeypatch):
-    from conftest import colour_set, write_images
+    from fake_data import colour_set, write_images
 
     def mathtext_error(*args, **kwargs):
         raise ValueError("ParseException: Expected end of text, found '$'")  # what matplotlib raised on "$\\x$"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
+from retrain import pipeline
 from retrain.cli import main
 from retrain.config import Config
 from retrain.errors import RetrainError
@@ -91,9 +92,9 @@ def test_a_folder_of_mostly_non_images_gets_a_warning(tmp_path, caplog):
                                             ("cache_dir", "cache"), ("export_module", "b/module")])
 def test_a_folder_the_run_writes_inside_images_is_refused_with_one_line(tmp_path, option, inside):
     images = write_images(tmp_path / "images", colour_set(3))
-    config = Config(images=images, **({"output": tmp_path / "elsewhere"} | {option: images / inside}))
+    config = Config(images=images, dry_run=True, **({"output": tmp_path / "elsewhere"} | {option: images / inside}))
     with pytest.raises(RetrainError, match=f"^--{option.replace('_', '-')}: .* is inside --images"):
-        gather.read(config)
+        pipeline.run(config)
     result = CliRunner().invoke(main, ["--images", str(images), f"--{option.replace('_', '-')}",
                                        str(images / inside), "--dry-run"]
                                 + (["--output", str(tmp_path / "elsewhere")] if option != "output" else []))
@@ -103,5 +104,12 @@ def test_a_folder_the_run_writes_inside_images_is_refused_with_one_line(tmp_path
 
 def test_an_output_beside_images_is_fine(tmp_path):
     images = write_images(tmp_path / "images", colour_set(3))
-    found = gather.read(Config(images=images, output=tmp_path / "images-out"))
-    assert len(found.labels) == 3
+    result = pipeline.run(Config(images=images, output=tmp_path / "images-out", dry_run=True,
+                                 tensorboard=tmp_path / "tb", test_images=write_images(tmp_path / "t", colour_set(2))))
+    assert len(result.labels) == 3 and (result.run_dir / "split.csv").exists()
+
+
+def test_a_folder_written_inside_test_images_is_refused_too(tmp_path):
+    tests = write_images(tmp_path / "tests", colour_set(2))
+    with pytest.raises(RetrainError, match="^--output: .* is inside --test-images"):
+        gather.check_places({"--images": tmp_path / "images", "--test-images": tests}, {"--output": tests / "runs"})
