@@ -37,6 +37,7 @@ class Result:
     seconds: dict[str, float]     # wall time per stage and in total
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path relative to --images, reason)
     tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
+    onnx: dict | None = None      # with --onnx: both accuracies, drop in points, changed answers
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
     fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
     augment: dict | None = None   # with --augment: kept (without/average/with), views, validation loss/accuracy
@@ -98,6 +99,7 @@ def run(config: Config) -> Result:
     saved = _export(config, module, image_size, labels, trained, target, kept["validation"],
                     {f"{focus}_accuracy": accuracy})
     lite = _tflite(config, saved, run_dir, image_size, kept["train"], kept[focus]) if config.tflite else None
+    onnx = _onnx(config, saved, run_dir, image_size, kept[focus]) if config.onnx else None
     clock.lap("export")
     counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}
     cache_use = {"cached": source.cached, "extracted": source.extracted} if config.use_cache else None
@@ -105,7 +107,7 @@ def run(config: Config) -> Result:
     if source.skipped:
         scan.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
-                    clock.seconds, skips, lite, cache_use, tuning.report(tuned), augmented)
+                    clock.seconds, skips, lite, cache_use, tuning.report(tuned), augmented, onnx)
     summaries, facts = run_folder.write_reports(result, config, scored, trained.history,
                                           found.test_root if focus == "test" else Path(config.images), image_size,
                                           [e.path for e in kept[focus][:LATENCY_IMAGES]])
@@ -180,6 +182,15 @@ def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: 
     return tflite.export_checked(saved, run_dir, config.tflite, train_paths=[e.path for e in train],
                                  val_paths=[e.path for e in judged], val_labels=[e.label for e in judged],
                                  image_size=image_size, max_pixels=config.max_pixels, max_drop=config.max_export_drop)
+
+
+def _onnx(config: Config, saved: Path, run_dir: Path, image_size: int, judged: list) -> dict:
+    """runs/N/model.onnx, checked against the SavedModel on the judged split like the TFLite file."""
+    from retrain.export import onnx_export
+
+    return onnx_export.export_checked(saved, run_dir, val_paths=[e.path for e in judged],
+                                      val_labels=[e.label for e in judged], image_size=image_size,
+                                      max_pixels=config.max_pixels, max_drop=config.max_export_drop)
 
 
 def _features(config: Config, module, image_size: int, paths: list[Path], workdir: Path):
