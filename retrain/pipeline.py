@@ -37,10 +37,10 @@ class Result:
     seconds: dict[str, float]     # wall time per stage and in total
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path relative to --images, reason)
     tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
-    onnx: dict | None = None      # with --onnx: both accuracies, drop in points, changed answers
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
     fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
     augment: dict | None = None   # with --augment: kept (without/average/with), views, validation loss/accuracy
+    onnx: dict | None = None      # with --onnx: both accuracies, drop in points, changed answers
 
     @property
     def val_accuracy(self) -> float:

@@ -19,15 +19,17 @@ from serving_fixture import IMAGE_SIZE, LABELS, solid_images
 HELPER = Path(__file__).with_name("mediapipe_classify.py")
 
 
-def classify_with_mediapipe(model: Path, images: np.ndarray, tmp_path: Path) -> dict:
-    """{"names", "scores"} from MediaPipe Tasks' ImageClassifier on uint8 images, in its own process."""
+def classify_with_mediapipe(models: list[Path], images: np.ndarray, tmp_path: Path) -> list[dict]:
+    """{"names", "scores"} per model from MediaPipe Tasks' ImageClassifier on uint8 images, in one process
+    of its own (starting one takes seconds)."""
     if importlib.util.find_spec("mediapipe") is None:
         pytest.skip("needs mediapipe (pip install 'retrain[mediapipe]'; the Makefile installs it)")
     np.save(tmp_path / "images.npy", images)
-    done = subprocess.run([sys.executable, str(HELPER), str(model), str(tmp_path / "images.npy")],
+    done = subprocess.run([sys.executable, str(HELPER), str(tmp_path / "images.npy"), *map(str, models)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    return [answers[str(model)] for model in models]
 
 
 def probe_images(count: int = 40, seed: int = 0) -> np.ndarray:
@@ -74,24 +76,25 @@ def test_attaching_metadata_changes_no_score(serving_export, float32_model, tmp_
 def test_mediapipe_opens_float32_as_is_and_agrees_with_the_saved_model(serving_export, loaded, float32_model,
                                                                          tmp_path):
     images = probe_images()
-    answer = classify_with_mediapipe(float32_model, images, tmp_path)
+    [answer] = classify_with_mediapipe([float32_model], images, tmp_path)
     assert answer["names"] == LABELS
     expected = loaded.signatures["serving_images"](images=tf.constant(images / np.float32(255)))["scores"].numpy()
     np.testing.assert_allclose(np.array(answer["scores"]), expected, atol=1e-4)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["float16", "int8", "uint8"])
-def test_mediapipe_opens_every_kind_and_reads_it_like_our_interpreter(serving_export, kind, tmp_path):
-    """Quantised kinds: MediaPipe feeds camera bytes (uint8: unchanged) and reads the same scores as
-    tflite_scores, so the --max-export-drop check of the run holds for what MediaPipe answers."""
+def test_mediapipe_opens_every_kind_and_reads_it_like_our_interpreter(serving_export, tmp_path):
+    """float16 and the quantised kinds: MediaPipe feeds camera bytes (uint8: unchanged) and reads the same
+    scores as tflite_scores, so the --max-export-drop check of the run holds for what MediaPipe answers."""
     images = probe_images()
     calibration = images.astype(np.float32) / 255
-    model = export_tflite(serving_export.version_dir, tmp_path / "model.tflite", kind, calibration)
-    answer = classify_with_mediapipe(model, images, tmp_path)
-    assert answer["names"] == LABELS
-    ours = tflite_scores(model, calibration)
-    np.testing.assert_allclose(np.array(answer["scores"]), ours, atol=1e-5 if kind == "float16" else 1 / 256 + 1e-6)
+    kinds = {"float16": 1e-5, "int8": 1 / 256 + 1e-6, "uint8": 1 / 256 + 1e-6}
+    models = [export_tflite(serving_export.version_dir, tmp_path / f"{kind}.tflite", kind, calibration)
+              for kind in kinds]
+    for (kind, atol), model, answer in zip(kinds.items(), models, classify_with_mediapipe(models, images, tmp_path)):
+        assert answer["names"] == LABELS, kind
+        np.testing.assert_allclose(np.array(answer["scores"]), tflite_scores(model, calibration), atol=atol,
+                                   err_msg=kind)
 
 
 def test_uint8_takes_camera_bytes_at_batch_one(serving_export, tmp_path):

@@ -46,11 +46,15 @@ def export_onnx(saved_model_dir: Path, out_path: Path) -> Path:
         model, _ = tf2onnx.convert.from_function(
             tf.function(lambda images: serve(images=images)), opset=OPSET,
             input_signature=[tf.TensorSpec(spec.shape, tf.float32, name="images")])
-    except Exception as e:  # tf2onnx raises many kinds (ValueError, KeyError, its own): all mean "did not convert"
+        for value in [*model.graph.input, *model.graph.output]:
+            if value.type.tensor_type.shape.dim:
+                value.type.tensor_type.shape.dim[0].dim_param = "batch"
+        # tf2onnx also writes models that onnxruntime cannot run (ops missing from the opset): only a
+        # model that opens is a conversion.
+        open_session(model.SerializeToString())
+    except Exception as e:  # tf2onnx and onnxruntime raise many kinds: all mean "did not convert"
         raise RetrainError(f"--onnx: tf2onnx {tf2onnx.__version__} failed on {saved_model_dir}: "
                            f"{parity.first_line(e)}; the SavedModel is kept") from e
-    for value in [*model.graph.input, *model.graph.output]:
-        value.type.tensor_type.shape.dim[0].dim_param = "batch"
     labels = json.loads((Path(saved_model_dir) / "assets.extra" / "export_info.json").read_text("utf-8"))["labels"]
     model.doc_string = f"retrain image classifier: images float32 [batch, H, W, 3] RGB in [0, 1] -> scores " \
                        f"[batch, {len(labels)}] in the order of labels.txt"
@@ -60,13 +64,15 @@ def export_onnx(saved_model_dir: Path, out_path: Path) -> Path:
     return Path(out_path)
 
 
-def open_session(onnx_path: Path):
-    """An onnxruntime CPU session on onnx_path, one thread per core."""
+def open_session(model: Path | bytes):
+    """An onnxruntime CPU session on a .onnx file (or its bytes), one thread per core."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
-    return onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 3  # errors only: its warnings about old opsets would read as ours
+    source = model if isinstance(model, bytes) else str(model)
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def onnx_scores(onnx_path_or_session, images: np.ndarray) -> np.ndarray:
