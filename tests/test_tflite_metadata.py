@@ -2,34 +2,16 @@
 for every --tflite kind, checked with MediaPipe itself in a process of its own."""
 from __future__ import annotations
 
-import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from on_device import classify_with_mediapipe
 from retrain.export import tflite_metadata
 from retrain.export.tflite import export_tflite, tflite_scores
 from serving_fixture import IMAGE_SIZE, LABELS, solid_images
-
-HELPER = Path(__file__).with_name("mediapipe_classify.py")
-
-
-def classify_with_mediapipe(models: list[Path], images: np.ndarray, tmp_path: Path) -> list[dict]:
-    """{"names", "scores"} per model from MediaPipe Tasks' ImageClassifier on uint8 images, in one process
-    of its own (starting one takes seconds)."""
-    if importlib.util.find_spec("mediapipe") is None:
-        pytest.skip("needs mediapipe (pip install 'retrain[mediapipe]'; the Makefile installs it)")
-    np.save(tmp_path / "images.npy", images)
-    done = subprocess.run([sys.executable, str(HELPER), str(tmp_path / "images.npy"), *map(str, models)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    answers = json.loads(done.stdout.strip().splitlines()[-1])
-    return [answers[str(model)] for model in models]
 
 
 def probe_images(count: int = 40, seed: int = 0) -> np.ndarray:
