@@ -15,7 +15,7 @@ from on_device import classify_with_mediapipe, judged_frames
 from retrain.cli import main
 from retrain.export.tflite import export_tflite
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "fashion"
+DATA = Path(__file__).resolve().parents[2] / "data" / "fashion"
 pytestmark = pytest.mark.slow
 
 
