@@ -37,7 +37,7 @@ QUANTISED = ("int8", "uint8")  # the kinds calibrated on training images
 def _check_calibration(calibration, image_size: int) -> np.ndarray:
     images = np.asarray(calibration, dtype=np.float32) if calibration is not None else np.zeros((0,))
     if images.ndim != 4 or images.shape[0] < 1 or images.shape[1:] != (image_size, image_size, 3):
-        raise RetrainError(f"int8 calibration images: found shape {images.shape}, "
+        raise RetrainError(f"int8/uint8 calibration images: found shape {images.shape}, "
                            f"expected [M >= 1, {image_size}, {image_size}, 3] float32 in [0, 1]")
     return images
 

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from on_device import classify_with_mediapipe
+from retrain.errors import RetrainError
 from retrain.export import tflite_metadata
 from retrain.export.tflite import export_tflite, tflite_scores
 from serving_fixture import IMAGE_SIZE, LABELS, solid_images
@@ -89,3 +90,22 @@ def test_uint8_takes_camera_bytes_at_batch_one(serving_export, tmp_path):
     assert list(source["shape_signature"]) == [1, IMAGE_SIZE, IMAGE_SIZE, 3] and source["dtype"] == np.uint8
     assert source["quantization"] == (pytest.approx(1 / 255), 0) and target["dtype"] == np.uint8
     assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]
+
+
+def test_a_failing_converter_is_one_line_and_writes_nothing(tmp_path):
+    """A signature with an op LiteRT has no builtin for (MatrixInverse): the converter's own failure."""
+    class Inverting(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+        def serve(self, images):
+            pooled = tf.reduce_mean(images, axis=[1, 2])
+            gram = tf.matmul(pooled, pooled, transpose_a=True) + tf.eye(3)
+            return {"scores": tf.nn.softmax(tf.matmul(pooled, tf.linalg.inv(gram)))}
+
+    module = Inverting()
+    tf.saved_model.save(module, str(tmp_path / "saved"), signatures={"serving_images": module.serve})
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RetrainError, match=r"^--tflite float32: the TFLite converter failed on .*; the SavedModel "
+                                           r"is kept$") as caught:
+        export_tflite(tmp_path / "saved", out / "model.tflite", "float32", None)
+    assert "\n" not in str(caught.value) and list(out.iterdir()) == []
