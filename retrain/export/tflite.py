@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -103,9 +104,14 @@ def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration:
     with tempfile.TemporaryDirectory(prefix=".tflite-", dir=Path(out_path).parent) as workdir:
         try:
             flatbuffer = _converter(saved_model_dir, kind, calibration, image_size, Path(workdir)).convert()
-        except (ValueError, RuntimeError, tf.errors.OpError) as e:  # the converter's own failures
-            raise RetrainError(f"--tflite {kind}: the TFLite converter failed on {saved_model_dir}: "
-                               f"{parity.first_line(e)}; the SavedModel is kept") from e
+        except RetrainError:  # bad calibration images: already one line about the user's input
+            raise
+        except Exception as e:  # ConverterError (an Exception of its own), ValueError, RuntimeError, ...
+            # The converter's message is pages of MLIR; the op list is the part a user can act on.
+            select = re.search(r"TF Select ops: (.+)", str(e))
+            reason = f"ops with no LiteRT builtin: {select.group(1).strip()}" if select else parity.first_line(e)
+            raise RetrainError(f"--tflite {kind}: the TFLite converter failed on {saved_model_dir}: {reason}; "
+                               "the SavedModel is kept") from e
     labels = _labels(saved_model_dir)
     info = tflite_metadata.ClassifierInfo(
         name="retrain image classifier",

@@ -50,6 +50,14 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(monkeypatch):
         Config(images=None, onnx=True)
 
 
+def test_the_command_line_refuses_onnx_without_its_extra_before_any_work(colour_images, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    result = CliRunner().invoke(main, ["--images", str(colour_images), "--output", str(tmp_path / "out"), "--onnx"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "onnxruntime not installed" in result.output and "pip install 'retrain[onnx]'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failing_converter_is_one_line_and_writes_nothing(serving_export, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "OPSET", 1)  # an opset tf2onnx refuses: a real converter failure
     with pytest.raises(RetrainError, match="^--onnx: tf2onnx .* failed on .*; the SavedModel is kept$"):
