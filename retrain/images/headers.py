@@ -113,13 +113,15 @@ def gif_frames(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     descriptors: a loop over the blocks, one step per block or 255-byte data sub-block, as
     retrain.inputs.structure.gif walks them. A file cut short ends the walk (the decoder refuses it).
     """
-    data = tf.cast(tf.reshape(tf.io.decode_raw(image_bytes, tf.uint8), [-1]), tf.int64)
+    data = tf.reshape(tf.io.decode_raw(image_bytes, tf.uint8), [-1])  # one byte per byte: cast only what is read
     size = tf.shape(data, out_type=tf.int64)[0]
+    padded = tf.pad(data, [[0, 512]])  # a sub-block hop goes at most 256 bytes past the end
     tables = tf.constant([0] * 128 + [3 << (k % 8 + 1) for k in range(128)], tf.int64)  # by packed field
 
     def at(pos):
         pos = tf.cast(pos, tf.int64)
-        return tf.where(pos < size, tf.gather(data, tf.clip_by_value(pos, 0, tf.maximum(size - 1, 0))), 0)
+        return tf.where(pos < size, tf.cast(tf.gather(data, tf.clip_by_value(pos, 0, tf.maximum(size - 1, 0))),
+                                            tf.int64), 0)
 
     def u16(pos):
         return at(pos) + 256 * at(pos + 1)
@@ -127,20 +129,26 @@ def gif_frames(image_bytes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     def table(packed):  # bytes of a colour table flagged in a packed field
         return tf.gather(tables, packed)
 
-    def step(pos, in_blocks, width, height, total, done):
+    def skip_blocks(pos):  # the tight loop: one gather and one add per 255-byte data sub-block
+        def hop(pos, n):  # past the end the zero padding reads as the terminator
+            return pos + n + 1, tf.cast(tf.gather(padded, pos + n + 1), tf.int64)
+        first = tf.cast(tf.gather(padded, tf.minimum(pos, size)), tf.int64)
+        end, _ = tf.while_loop(lambda pos, n: n > 0, hop, (pos, first))
+        return end + 1
+
+    def step(pos, width, height, total, done):
         byte = at(pos)
-        frame = tf.logical_not(in_blocks) & tf.equal(byte, 0x2C)
+        frame = tf.equal(byte, 0x2C)
         w, h = tf.where(frame, u16(pos + 5), 0), tf.where(frame, u16(pos + 7), 0)
-        next_pos = tf.where(in_blocks, pos + byte + 1,
-                            tf.where(frame, pos + 11 + table(at(pos + 9)), pos + 2))
-        stop = tf.logical_not(in_blocks) & tf.logical_not(frame) & tf.not_equal(byte, 0x21)
-        return (tf.where(stop, pos, next_pos), tf.logical_not(in_blocks & tf.equal(byte, 0)) & tf.logical_not(stop),
-                tf.maximum(width, w), tf.maximum(height, h), total + w * h, stop)
+        stop = tf.logical_not(frame) & tf.not_equal(byte, 0x21)
+        blocks = tf.where(frame, pos + 11 + table(at(pos + 9)), pos + 2)
+        next_pos = tf.cond(stop, lambda: pos, lambda: skip_blocks(blocks))
+        return next_pos, tf.maximum(width, w), tf.maximum(height, h), total + w * h, stop
 
     zero = tf.constant(0, tf.int64)
-    start = (13 + table(at(10)), tf.constant(False), zero, zero, zero, tf.constant(False))
-    _, _, width, height, total, _ = tf.while_loop(lambda pos, *rest: (pos < size) & tf.logical_not(rest[-1]),
-                                                  step, start)
+    start = (13 + table(at(10)), zero, zero, zero, tf.constant(False))
+    _, width, height, total, _ = tf.while_loop(lambda pos, *rest: (pos < size) & tf.logical_not(rest[-1]),
+                                               step, start)
     return width * height, total
 
 
@@ -166,7 +174,9 @@ def checks(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, max_pixels:
         tf.logical_not(animated),
         ["image_bytes: animated WebP, expected a still image (JPEG, PNG, GIF, BMP or still WebP)"])
     zero = tf.constant(0, tf.int64)
-    canvas, frames = tf.cond(tf.equal(code, GIF), lambda: gif_frames(image_bytes), lambda: (zero, zero))
+    # Not for a file over the byte limit (refused anyway): the walk copies the bytes once.
+    walk = tf.equal(code, GIF) & (tf.cast(tf.strings.length(image_bytes), tf.int64) <= max_bytes(max_pixels))
+    canvas, frames = tf.cond(walk, lambda: gif_frames(image_bytes), lambda: (zero, zero))
     pixels = _pixels(image_bytes, head, code, canvas)
     small = tf.debugging.Assert(
         pixels <= max_pixels,
