@@ -1,0 +1,68 @@
+"""The `retrain serve` process: find the base path, load the newest version, bind, announce, serve.
+
+uvicorn runs the app on one event loop; model calls run on each signature's batcher thread and JSON
+work on Starlette's thread pool, so a slow request never holds up the others. uvicorn catches Ctrl-C
+and SIGTERM itself, finishes the requests in flight, and passes the signal on when it returns.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from retrain import fs
+from retrain.errors import RetrainError
+from retrain.serve.rest import RestError
+from retrain.serve.store import Store, complete
+
+log = logging.getLogger(__name__)
+
+GRACE_SECONDS = 5  # requests in flight at Ctrl-C get this long to finish
+
+
+def find_base(model: Path) -> Path:
+    """The base path to serve: MODEL itself, or MODEL/saved_model for a run's output folder."""
+    model = Path(model)
+    if not model.is_dir():
+        raise RetrainError(f"MODEL_BASE: found no folder {model}, expected a saved_model/ base path")
+    if complete(model) or (model / "saved_model.pb").is_file():
+        raise RetrainError(f"MODEL_BASE: found a single version folder {model}, expected its parent, the base "
+                           "path holding numbered versions")
+    if not fs.numbered(model) and (model / "saved_model").is_dir():
+        return model / "saved_model"
+    return model
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(model: Path, *, name: str, host: str, port: int, limits, on_ready: Callable[[str, Store], None]) -> None:
+    """Serve MODEL until Ctrl-C or SIGTERM; on_ready(url, store) is called once the port is bound and the
+    newest version is loaded (port 0 picks a free port: the URL names it)."""
+    import uvicorn
+
+    from retrain.serve.app import create_app
+
+    base = find_base(model)
+    store = Store(base, name)
+    try:
+        store.get(name)
+    except RestError:
+        log.warning("no complete version under %s yet; serving it as soon as one appears", base)
+    try:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as error:
+        raise RetrainError(f"--port: cannot listen on {host}:{port} ({error.strerror or error}); "
+                           "expected a free port (--port 0 picks one)") from None
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start-up lines repeat ours
+    config = uvicorn.Config(create_app(store, limits), log_config=None, access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=GRACE_SECONDS)
+    on_ready(url_of(host, sock.getsockname()[1]), store)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        store.close()
