@@ -225,9 +225,11 @@ def serve_command(ctx: click.Context, model_base: Path, port: int, host: str, na
         import uvicorn  # noqa: F401
     except ImportError as error:
         raise RetrainError(f'serve: {error.name} is not installed; expected `pip install "retrain[serve]"`') from None
+    from retrain.serve import server
+
+    base = server.find_base(model_base)  # before TensorFlow's start-up lines, so an error stands alone
     native.import_tensorflow()
     from retrain.serve.app import Limits
-    from retrain.serve.server import serve
 
     def ready(url: str, store) -> None:
         click.echo(f"serving model {name!r} from {store.base} at {url} (Ctrl-C stops)", err=True)
@@ -235,7 +237,7 @@ def serve_command(ctx: click.Context, model_base: Path, port: int, host: str, na
 
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_pixels=max_pixels,
                     log_requests=verbose > 0 or ctx.find_root().params.get("verbose", 0) > 0)
-    serve(model_base, name=name, host=host, port=port, limits=limits, on_ready=ready)
+    server.serve(base, name=name, host=host, port=port, limits=limits, on_ready=ready)
     try:
         stop.check()
     except stop.Stopped as stopped:

@@ -13,6 +13,7 @@ import numpy as np
 from retrain import native
 from retrain.config import Config
 from retrain.errors import RetrainError
+from retrain.export.server_config import write_server_config
 from retrain.inputs import gather, scan, split
 from retrain.reports import metrics, run_folder
 from retrain.training import distribute, tuning
@@ -97,6 +98,7 @@ def run(config: Config) -> Result:
     target = config.output_dir / "saved_model" / str(version) if published else run_dir / "saved_model"
     saved = _export(config, module, image_size, labels, trained, target, kept["validation"],
                     {f"{focus}_accuracy": accuracy})
+    write_server_config(config.output_dir)  # models.config, batching_parameters.txt: for TF Serving's docker run
     lite = _tflite(config, saved, run_dir, image_size, kept["train"], kept[focus]) if config.tflite else None
     clock.lap("export")
     counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}

@@ -35,7 +35,7 @@ body{font:15px/1.4 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding
 <div id="results"></div>
 <script>
 "use strict";
-const model = document.body.dataset.model, top = Number(document.body.dataset.top);
+const model = document.body.dataset.model, shown = Number(document.body.dataset.top);  // not "top": window.top
 const base = "/v1/models/" + encodeURIComponent(model);
 document.getElementById("model").textContent = model;
 
@@ -79,7 +79,7 @@ async function classify(file) {
     const answer = await response.json();
     if (answer.error) throw new Error(answer.error);
     const p = answer.predictions[0];
-    const order = p.scores.map((s, i) => i).sort((a, b) => p.scores[b] - p.scores[a]).slice(0, top);
+    const order = p.scores.map((s, i) => i).sort((a, b) => p.scores[b] - p.scores[a]).slice(0, shown);
     who.textContent = "answered by " + response.headers.get("X-Model-Name") + " version " +
                       response.headers.get("X-Model-Version");
     for (const i of order) {

@@ -14,7 +14,6 @@ from pathlib import Path
 from retrain import fs
 from retrain.errors import RetrainError
 from retrain.serve.rest import RestError
-from retrain.serve.store import Store, complete
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ def find_base(model: Path) -> Path:
     model = Path(model)
     if not model.is_dir():
         raise RetrainError(f"MODEL_BASE: found no folder {model}, expected a saved_model/ base path")
-    if complete(model) or (model / "saved_model.pb").is_file():
+    if (model / "saved_model.pb").is_file():
         raise RetrainError(f"MODEL_BASE: found a single version folder {model}, expected its parent, the base "
                            "path holding numbered versions")
     if not fs.numbered(model) and (model / "saved_model").is_dir():
@@ -38,24 +37,24 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(model: Path, *, name: str, host: str, port: int, limits, on_ready: Callable[[str, Store], None]) -> None:
-    """Serve MODEL until Ctrl-C or SIGTERM; on_ready(url, store) is called once the port is bound and the
-    newest version is loaded (port 0 picks a free port: the URL names it)."""
+def serve(base: Path, *, name: str, host: str, port: int, limits, on_ready: Callable) -> None:
+    """Serve the base path (find_base's answer) until Ctrl-C or SIGTERM; on_ready(url, store) is called once
+    the port is bound and the newest version is loaded (port 0 picks a free port: the URL names it)."""
     import uvicorn
 
     from retrain.serve.app import create_app
+    from retrain.serve.store import Store
 
-    base = find_base(model)
+    try:  # first: a busy port is known before seconds go into loading a model
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as error:
+        raise RetrainError(f"--port: cannot listen on {host}:{port} ({error.strerror or error}); "
+                           "expected a free port (--port 0 picks one)") from None
     store = Store(base, name)
     try:
         store.get(name)
     except RestError:
         log.warning("no complete version under %s yet; serving it as soon as one appears", base)
-    try:
-        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    except OSError as error:
-        raise RetrainError(f"--port: cannot listen on {host}:{port} ({error.strerror or error}); "
-                           "expected a free port (--port 0 picks one)") from None
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start-up lines repeat ours
     config = uvicorn.Config(create_app(store, limits), log_config=None, access_log=False, lifespan="off",
