@@ -19,24 +19,27 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 32  # rows per joined call: bounds the memory one call holds (32 decoded 12-MP photos ~ 1.2 GB)
+WORKERS = 2  # calls in flight per signature: while one runs, the next batch gathers and starts as cores free up
 
 Arrays = dict[str, np.ndarray]
 
 
 class Batcher:
-    """Runs `function(arrays) -> arrays` on one worker thread, joining the requests queued meanwhile.
+    """Runs `function(arrays) -> arrays` on `workers` threads, each joining the requests queued when it is free.
 
     submit() may be called from any thread and returns a Future of that request's outputs (or the
     exception its own call raised). Outputs must be batch-major, as the serving contract requires;
     a function whose outputs are not is called once per request.
     """
 
-    def __init__(self, function: Callable[[Arrays], Arrays], max_batch: int = MAX_BATCH, name: str = "batcher"):
+    def __init__(self, function: Callable[[Arrays], Arrays], max_batch: int = MAX_BATCH, name: str = "batcher",
+                 workers: int = WORKERS):
         self._function, self._max_batch = function, max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, arrays: Arrays) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -49,8 +52,10 @@ class Batcher:
     def close(self) -> None:
         """Finish the queued requests, then stop the worker."""
         self._closed = True
-        self._queue.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._queue.put(None)  # one stop per worker, after everything queued so far
+        for thread in self._threads:
+            thread.join()
 
     def _work(self) -> None:
         while True:
