@@ -132,7 +132,7 @@ def main() -> None:
     try:
         bodies = {kind: json.dumps({"instances": [b64(data)]}).encode() for kind, data in images.items()}
         connections = [Client(server.url) for _ in range(args.clients)]
-        for kind, body in bodies.items():  # warm-up: both kinds, so the photo's buffers exist before the first read
+        for body in bodies.values():  # warm-up: both kinds, so the photo's buffers exist before the first read
             concurrently(args.clients, args.warmup, lambda i, body=body: connections[i].predict(body)[0] == 200)
         memory_start = tree_rss_mb(server.process.pid)
         for kind, body in bodies.items():
@@ -148,7 +148,8 @@ def main() -> None:
         server.stop()
     print(f"\nserver RSS after warm-up {memory_start:.0f} MB, at the end {memory_end:.0f} MB: "
           f"grew {memory_end - memory_start:+.1f} MB\n")
-    print("| images | where | requests | errors | per s | p50 ms | p99 ms | load |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| images | where | requests | errors | per s | p50 ms | p99 ms | load |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['kind']} | {row['where']} | {row['requests']} | {row['errors']} | {row['per_s']} | "
               f"{row['p50_ms']} | {row['p99_ms']} | {row['load']} |")

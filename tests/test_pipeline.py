@@ -122,9 +122,9 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     by_shape = {tuple(shape): name for name, shape in reader.get_variable_to_shape_map().items()}
     kernel, bias = reader.get_tensor(by_shape[(8, 3)]), reader.get_tensor(by_shape[(3,)])
     paths = [e.path for e in scan.scan(colour_images, 10**8).examples]
-    extracted = extraction.extract(paths, module=resolve.load_info(str(fake_module)), image_size=32,
-                                   engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
-                                   workdir=tmp_path / "work")
+    extracted = extraction.extract(extraction.Extractor(
+        module=resolve.load_info(str(fake_module)), image_size=32, engine=engine, cache_dir=cache, batch_size=16,
+        max_pixels=10**6, workdir=tmp_path / "work"), paths)
     head_scores = tf.nn.softmax(extracted.matrix.read(np.arange(len(paths))) @ kernel + bias).numpy()
     images = preprocess.decode_batch(tf.constant([p.read_bytes() for p in paths]), 32, 10**6)
     served = loaded.signatures["serving_images"](images=images)["scores"].numpy()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain.features.cache import FeatureCache, namespace
+from retrain.features.cache import FeatureCache, for_module
 from retrain.features.matrix import FeatureMatrix
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,7 @@ SHARD_ROWS = 256  # 14x14x112 float32 is 88 KB a row: shards of ~22 MB
 def open_cut_cache(cache_dir: Path, module_id: str, fingerprint: str, image_size: int, preprocess_version: int,
                    cut: int) -> FeatureCache:
     """The namespace of the activations entering block `cut` of this module at this size."""
-    ident = {"module": module_id, "fingerprint": f"{fingerprint}+cut{cut}", "image_size": int(image_size),
-             "preprocess": int(preprocess_version)}
-    return FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+    return for_module(cache_dir, module_id, f"{fingerprint}+cut{cut}", image_size, preprocess_version)
 
 
 def activations(bottom: Callable[[np.ndarray], np.ndarray], batches, keys: list[str] | None,

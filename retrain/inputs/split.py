@@ -34,6 +34,12 @@ class Split:
         return {name: getattr(self, name) for name in SPLITS}
 
 
+def judged(sizes: dict[str, int]) -> str:
+    """The split the reports and the --min-accuracy gate judge: test when it holds images, else validation.
+    sizes: split name -> images with features."""
+    return "test" if sizes.get("test") else "validation"
+
+
 def group_key(rel: str) -> str:
     """The string hashed for one file: its relative POSIX path, cut before `_nohash_` in the file name."""
     folder, _, name = rel.rpartition("/")
