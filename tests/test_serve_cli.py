@@ -76,3 +76,19 @@ def test_any_bytes_parse_or_are_refused(body):
         assert isinstance(rest.parse(body), dict)
     except rest.RestError as error:
         assert str(error).startswith(("JSON Parse error", "JSON Value"))
+
+
+@given(text=st.text(alphabet="ABCaz09+/=-_ \né", max_size=12))
+def test_base64_is_refused_exactly_where_the_emulator_refuses_it(text):
+    import rest_emulator
+
+    try:
+        expected = rest_emulator._b64decode(text)
+    except rest_emulator.RestError:
+        expected = None
+    try:
+        found = rest.b64decode({"b64": text})
+    except rest.RestError as error:
+        assert str(error) == "Unable to base64 decode"
+        found = None
+    assert found == expected

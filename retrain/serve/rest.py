@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +28,6 @@ DTYPES = {
 _RANGES = {"DT_INT32": (-2**31, 2**31 - 1), "DT_INT16": (-2**31, 2**31 - 1), "DT_INT8": (-2**31, 2**31 - 1),
            "DT_UINT8": (-2**31, 2**31 - 1), "DT_INT64": (-2**63, 2**63 - 1), "DT_UINT32": (0, 2**32 - 1),
            "DT_UINT64": (0, 2**64 - 1)}  # rapidjson's IsInt/IsInt64/IsUint...: TF Serving narrows int8/16 later
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 DEBUG_CHARS = 200  # a JSON value quoted in an error is cut here: an image's base64 would fill a screen
 
 
@@ -87,11 +85,9 @@ def b64decode(value, check: Callable[[bytes], None] | None = None) -> bytes:
     if not is_b64(value):
         raise RestError(f"JSON Value: {_debug(value)} not formatted correctly for base64 data")
     text = value["b64"]
-    if not _BASE64.fullmatch(text) or len(text.rstrip("=")) % 4 == 1:
-        raise RestError("Unable to base64 decode")
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except binascii.Error:
+    try:  # strict: the standard alphabet only, as absl::Base64Unescape; padding may be left out
+        data = binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
         raise RestError("Unable to base64 decode") from None
     if check is not None:
         check(data)
