@@ -93,7 +93,7 @@ def summary(kind: str, where: str, wall: float, latencies: list[float], errors: 
             "wall_s": round(wall, 1), "load": round(os.getloadavg()[0], 2)}
 
 
-def in_process(version_dir: Path, images: dict[str, bytes], clients: int, requests: int) -> list[dict]:
+def in_process(version_dir: Path, images: dict[str, bytes], clients: int, requests: dict[str, int]) -> list[dict]:
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
@@ -105,7 +105,7 @@ def in_process(version_dir: Path, images: dict[str, bytes], clients: int, reques
         def call(_index: int, tensor=tensor) -> bool:
             return serve(image_bytes=tensor)["scores"].shape == (1, serve.structured_outputs["scores"].shape[1])
         concurrently(clients, 3, call)
-        rows.append(summary(kind, "in-process", *concurrently(clients, requests, call)))
+        rows.append(summary(kind, "in-process", *concurrently(clients, requests[kind], call)))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -116,7 +116,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=1000, help="per client, 224-pixel JPEG")
     parser.add_argument("--photo-requests", type=int, default=1000, help="per client, 12-MP photo")
-    parser.add_argument("--baseline-requests", type=int, default=200, help="per thread, in-process reference")
+    parser.add_argument("--baseline-requests", type=int, default=200, help="per thread, in-process, 224-pixel JPEG")
+    parser.add_argument("--photo-baseline-requests", type=int, default=50, help="per thread, in-process, photo")
     parser.add_argument("--warmup", type=int, default=20, help="per client and kind, before memory is read")
     parser.add_argument("--log", type=Path, default=Path("/tmp/serve_load.log"), help="the server's stderr")
     args = parser.parse_args()
@@ -127,7 +128,8 @@ def main() -> None:
     counts = {"224-px JPEG": args.requests, "12-MP photo": args.photo_requests}
     print(json.dumps({kind: f"{len(data) / 1e6:.2f} MB" for kind, data in images.items()}), flush=True)
 
-    rows = in_process(version_dir, images, args.clients, args.baseline_requests)
+    rows = in_process(version_dir, images, args.clients,
+                      {"224-px JPEG": args.baseline_requests, "12-MP photo": args.photo_baseline_requests})
     server = Server(args.model, "--max-body-mb", "64", log_path=args.log)
     try:
         bodies = {kind: json.dumps({"instances": [b64(data)]}).encode() for kind, data in images.items()}
