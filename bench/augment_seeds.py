@@ -3,7 +3,7 @@
 Uses the run's own pieces (extraction.extract, views.add_views, trainer.train_head, augmented.choose) on
 the 10 x 500 Fashion-MNIST folder that bench/finetune.py writes, with its split, for several seeds, and
 scores every candidate on the 10,000 t10k images from their cached features (what the export computes
-from image bytes: tests/test_export.py holds them within 1e-5). Seconds per seed once the views are
+from image bytes: tests/export/test_saved_model.py holds them within 1e-5). Seconds per seed once the views are
 cached, so the run-to-run spread can be measured, not guessed. Prints a markdown table. Usage:
     python bench/augment_seeds.py --work /tmp/ftbench [--seeds 0,1,2,3,4] [--train-per-class 40]
         [--settings '{"max_brightness_delta": 0, "max_contrast_change": 0}']

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import retrain
-from conftest import random_label_set, write_images
+from fake_data import random_label_set, write_images
 from retrain.config import Config
 
 
@@ -31,6 +31,25 @@ def test_colours_are_learnt(colour_images, fake_module, tmp_path):
 def test_random_labels_are_not(fake_module, tmp_path):
     images = write_images(tmp_path / "random", random_label_set(n=30))
     assert train(images, fake_module, tmp_path / "out").val_accuracy < 0.7
+
+
+def test_a_run_that_fails_while_reporting_publishes_nothing(colour_images, fake_module, tmp_path, monkeypatch):
+    """The version appears in saved_model/ only after every report and record is written."""
+    from retrain.reports import plots
+
+    out = tmp_path / "out"
+    first = train(colour_images, fake_module, out, epochs=5)
+    assert first.published and (out / "saved_model" / "1" / "saved_model.pb").is_file()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plot failed")
+    monkeypatch.setattr(plots, "confusion_png", broken)
+    with pytest.raises(RuntimeError, match="the plot failed"):
+        train(colour_images, fake_module, out, epochs=5)
+    assert sorted(p.name for p in (out / "saved_model").iterdir()) == ["1"], "a failed run published a version"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["1"], "a failed run left its run folder"
+    monkeypatch.undo()
+    assert train(colour_images, fake_module, out, epochs=5).version == 2  # and the number is free again
 
 
 @pytest.mark.slow

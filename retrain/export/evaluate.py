@@ -75,7 +75,7 @@ def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | Non
         title=f"retrain evaluate · {Path(images).resolve().name}")
     test = summaries["test"]
     writers.write_json(out / "metrics.json", {"test": test, "model": str(version), "images": str(images),
-                                             "skipped": len(skipped)})
+                                              "skipped": len(skipped)})
     per_class = {labels[k]: float(np.mean(scores[truth == k].argmax(1) == k)) for k in sorted(set(truth.tolist()))}
     return Evaluation(accuracy=test["accuracy"], count=len(truth), per_class=per_class, confusion=test["confusion"],
                       model_labels=labels, skipped=skipped, output=str(out))

@@ -30,7 +30,7 @@ def activations(bottom: Callable[[np.ndarray], np.ndarray], batches, keys: list[
                 cache: FeatureCache | None, workdir: Path) -> tuple[FeatureMatrix, np.ndarray, tuple[int, ...]]:
     """(FeatureMatrix of the flattened activations, int32 labels [N], their shape [h, w, c]) of a set.
 
-    bottom: images [B, S, S, 3] -> activations [B, h, w, c]; batches: views.Batches yielding (images,
+    bottom: images [B, S, S, 3] -> activations [B, h, w, c]; batches: training.batches.Batches yielding (images,
     labels) in the order of keys (SHA-256 of each file). A batch whose keys are all cached is read, not
     run; others are run and written. Without cache or keys every batch runs. The matrix has len(batches)
     rows, of which the first N are filled, and is file-backed under workdir when large (Lite0's cut at

@@ -49,7 +49,7 @@ def group_key(rel: str) -> str:
 
 
 def hash_fraction(key: str) -> float:
-    """A stable number in [0, 1): the first 8 bytes of sha256(key as UTF-8), as a fraction (as data.split)."""
+    """A stable number in [0, 1): the first 8 bytes of sha256(key as UTF-8), as a fraction."""
     # surrogateescape keeps file names that are not valid UTF-8 hashable (see FACTS: surrogate escapes).
     return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big") / 2**64
 

@@ -135,5 +135,5 @@ def write_report_files(run_dir: Path, *, labels: list[str], splits: dict[str, Sc
     html.write_html(run_dir / "report.html", title=title, facts=facts, summaries=summaries, focus=judged,
                     labels=labels, pictures=pictures, worst=wrong, images_root=Path(images_root))
     log.debug("%s accuracy %.3f on %d images; report in %s", judged, chosen.summary["accuracy"],
-             chosen.summary["count"], run_dir / "report.html")
+              chosen.summary["count"], run_dir / "report.html")
     return summaries

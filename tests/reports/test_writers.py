@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_images
+from fake_data import write_images
 from retrain.reports import writers
 from retrain.reports.html import thumbnail_jpeg
 from retrain.reports.writers import Scored, write_report_files

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import COLOURS
+from fake_data import COLOURS
 from retrain.backbone import keras_models, resolve
 from retrain.training import finetune
 from retrain.training.batches import array_batches
@@ -133,7 +133,7 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
 
     from click.testing import CliRunner
 
-    from conftest import colour_set, write_images
+    from fake_data import colour_set, write_images
     from retrain.cli import main
     from retrain.reports.summary import AUGMENT_CHOICES
 
@@ -164,7 +164,7 @@ def test_views_mix_with_the_originals_in_every_chunk(tmp_path, monkeypatch):
     from retrain.features import matrix as matrices
     from retrain.features.views import WithViews
 
-    class Source:  # what features.extract returns, reduced to what WithViews reads
+    class Source:  # what extraction.extract returns, reduced to what WithViews reads
         def __init__(self, matrix):
             self.matrix, self.kept, self.dim = matrix, np.ones(len(matrix), bool), matrix.dim
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.backbone import engines
 from retrain.errors import RetrainError
 from retrain.features import matrix

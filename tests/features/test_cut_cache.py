@@ -22,7 +22,7 @@ def test_second_pass_reads_the_cache_and_gives_the_same_rows(tmp_path, monkeypat
     batches = array_batches(images, labels, 3)
     calls: list = []
     first, y, shape = cut_cache.activations(counting_bottom(calls), batches, keys,
-                                           cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
+                                            cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
     assert sum(calls) == 7 and shape == (4, 4, 3) and first.path is not None and len(first) == 7
     rows = first.read(np.arange(7)).reshape(7, *shape)
     np.testing.assert_array_equal(rows, images[:, ::2, ::2, :] * 2.0)
@@ -45,5 +45,5 @@ def test_without_keys_every_batch_runs(tmp_path):
     images = np.zeros((4, 8, 8, 3), np.float32)
     calls: list = []
     x, y, shape = cut_cache.activations(counting_bottom(calls), array_batches(images, np.zeros(4), 2), None,
-                                       cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path)
+                                        cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path)
     assert calls == [2, 2] and x.shape == (4, 48) and shape == (4, 4, 3) and y.dtype == np.int32

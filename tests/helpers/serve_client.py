@@ -16,7 +16,7 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # tests/helpers/ -> the checkout
 
 
 def b64(data: bytes) -> dict:

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import retrain.beam
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.backbone import engines
 from retrain.cli import main
 from retrain.features.cache import for_module
@@ -37,7 +37,7 @@ with a name that is not UTF-8."""
     shutil.copy(images / "red" / "000.png", images / "red" / "copy.png")
     (images / "blue" / BROKEN).write_bytes(BAD)
     result = launch.extract(images, root / "cache", str(fake_module), runner="direct", workers=2, image_size=SIZE,
-                          batch_size=5, engine="auto")
+                            batch_size=5, engine="auto")
     return root, images, result
 
 
