@@ -15,8 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests" / "helpers")]
 
-from serve_client import Client, Server, b64  # noqa: E402
 from serve_load import concurrently, jpeg, tree_rss_mb  # noqa: E402
+
+from serve_client import Client, Server, b64  # noqa: E402
 
 
 def main() -> None:
