@@ -14,6 +14,7 @@ import numpy as np
 from retrain import native
 from retrain.config import Config
 from retrain.errors import RetrainError
+from retrain.export.server_config import write_server_config
 from retrain.inputs import gather, scan, split
 from retrain.inputs.scan import Example
 from retrain.reports import metrics, run_folder
@@ -177,6 +178,7 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     result = dataclasses.replace(result, metrics=summaries, seconds=clock.lap("report"))
     run_folder.write_records(result, options=dataclasses.asdict(config), module=module, image_size=image_size,
                              facts=facts, digests=source.digests)
+    write_server_config(config.output_dir)  # models.config, batching_parameters.txt: for TF Serving's docker run
     if published:  # last: TF Serving sees the version only once everything about it is written
         saved_model.promote(staged, result.saved_model_dir)
     return result
