@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import math
 import os
 from pathlib import Path
 
 from retrain.errors import RetrainError
 
 ENGINES = ("auto", "litert", "tf")
-TFLITE_KINDS = ("float32", "float16", "int8")
+TFLITE_KINDS = ("float32", "float16", "int8", "uint8")  # uint8: full integer, uint8 in and out, batch 1
 CLASS_WEIGHTS = ("auto", "balanced", "none")
+ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")  # what --onnx imports: the onnx extra
+
+
+def missing_onnx_extra() -> None:
+    """Raise RetrainError naming the extra to install unless every module of --onnx can be imported."""
+    missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RetrainError(f"--onnx: {', '.join(missing)} not installed; expected the onnx extra "
+                           "(pip install 'retrain[onnx]')")
 
 
 def cache_home() -> Path:
@@ -66,7 +77,9 @@ class Config:
     max_pixels: int = 50_000_000
     # Also write runs/N/model.tflite of this kind (None: no TFLite file).
     tflite: str | None = None
-    # Largest accuracy drop of the TFLite file versus the SavedModel, in percentage points.
+    # Also write runs/N/model.onnx (needs the onnx extra: tf2onnx, onnx, onnxruntime).
+    onnx: bool = False
+    # Largest accuracy drop of the TFLite (and ONNX) file versus the SavedModel, in percentage points.
     max_export_drop: float = 1.0
     # Publish only when test accuracy (validation without a test set) reaches this, in [0, 1]; None: always.
     min_accuracy: float | None = None
@@ -106,6 +119,7 @@ class Config:
 
     def __post_init__(self) -> None:
         # Cross-field and range rules live here so the Python API checks what the CLI checks.
+        self._check_finite()
         if not 0.0 < self.validation_split < 1.0:
             raise RetrainError(f"--validation-split: found {self.validation_split}, expected a number between 0 and 1")
         if not 0.0 <= self.test_split < 1.0 or self.validation_split + self.test_split >= 1.0:
@@ -130,6 +144,8 @@ class Config:
             raise RetrainError(f"--engine: found {self.engine!r}, expected one of {', '.join(ENGINES)}")
         if self.tflite is not None and self.tflite not in TFLITE_KINDS:
             raise RetrainError(f"--tflite: found {self.tflite!r}, expected one of {', '.join(TFLITE_KINDS)}")
+        if self.onnx:  # before any work: a missing extra is found at once, not after training
+            missing_onnx_extra()
         if self.augment_views < 1 or self.fine_tune_layers < 1 or self.fine_tune_epochs < 1:
             raise RetrainError("--augment-views, --fine-tune-layers, --fine-tune-epochs: expected at least 1")
         if self.export_module is not None and Path(self.export_module).exists():
@@ -138,6 +154,15 @@ class Config:
             raise RetrainError(f"--near-duplicate: found {self.near_duplicate}, expected a cosine in (0, 1]")
         if self.max_pixels < 1:
             raise RetrainError(f"--max-pixels: found {self.max_pixels}, expected a positive number")
+
+    def _check_finite(self) -> None:
+        """nan passes every range test below (each comparison is False), inf most: refuse both first."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RetrainError(f"--{field.name.replace('_', '-')}: found {value}, expected a finite number")
+        if not 0 <= self.seed < 2**31:
+            raise RetrainError(f"--seed: found {self.seed}, expected 0 <= seed < 2**31")
 
     @property
     def output_dir(self) -> Path:

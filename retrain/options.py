@@ -2,13 +2,17 @@
 
 Data, not code: cli.py turns each rule into a click type (a tuple is a choice) and takes each default
 from the Config field of the same name, so a new option is one line here and one field there.
-Rules: flag (on/off), path, folder, text, int, count (>= 1), side (>= 8 pixels), share ([0, 1)),
-open share ((0, 1)), fraction ([0, 1]), rate (> 0), points (>= 0).
+Rules: flag (on/off), path, folder, text, int (INT_RANGE), count (1 to INT_RANGE's top), side (SIDE_RANGE
+pixels), share ([0, 1)), open share ((0, 1)), fraction ([0, 1]), rate (> 0), points (>= 0); every number
+is finite (nan and inf are refused with the usage error, exit 2).
 """
 from __future__ import annotations
 
 from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS
 from retrain.training.distribute import STRATEGIES
+
+INT_RANGE = (0, 2**31 - 1)  # seeds and counts: what TensorFlow's int32 sizes and NumPy's seeds take
+SIDE_RANGE = (8, 8192)  # --image-size in pixels: a larger square input is no sensible backbone's
 
 TRAINING = {
     "--images": ("path", "Folder with one sub-folder of images per class."),
@@ -27,8 +31,10 @@ TRAINING = {
     "--cache-dir": ("text", "Feature cache folder, local or gs://... [default: ~/.cache/retrain/features]."),
     "--engine": (ENGINES, "Backbone engine: auto is TensorFlow on a GPU, else LiteRT, else TensorFlow."),
     "--max-pixels": ("count", "Largest width x height accepted in training and by the served model."),
-    "--tflite": (TFLITE_KINDS, "Also write runs/N/model.tflite of this kind."),
-    "--max-export-drop": ("points", "With --tflite: largest accuracy drop in points (else exit 3)."),
+    "--tflite": (TFLITE_KINDS, "Also write runs/N/model.tflite of this kind, with metadata (labels, "
+                               "normalisation) for MediaPipe; uint8: full integer, uint8 in and out, batch 1."),
+    "--onnx": ("flag", "Also write runs/N/model.onnx (onnxruntime, onnxruntime-web); needs retrain[onnx]."),
+    "--max-export-drop": ("points", "With --tflite or --onnx: largest accuracy drop in points (else exit 3)."),
     "--min-accuracy": ("fraction", "Exit 3 unpublished if test (else validation) accuracy is below it."),
     "--class-weight": (CLASS_WEIGHTS, "Weight the loss by inverse class frequency (auto: when the largest class "
                                       "is over 1.5x the smallest)."),

@@ -15,6 +15,7 @@ from retrain import native
 from retrain.audit import examine
 from retrain.config import Config
 from retrain.errors import RetrainError
+from retrain.export.server_config import write_server_config
 from retrain.inputs import gather, scan, split
 from retrain.inputs.scan import Example
 from retrain.reports import metrics, run_folder
@@ -45,6 +46,10 @@ class Result:
     fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
     augment: dict | None = None   # with --augment: kept (without/average/with), views, validation loss/accuracy
     data: examine.Audit | None = None  # duplicates, leaks, likely label errors, outliers (data_issues.csv)
+    onnx: dict | None = None      # with --onnx: both accuracies, drop in points, changed answers
+    # A --tflite/--onnx file that failed to convert or lost more than --max-export-drop: raised by run() once
+    # the SavedModel is published and the reports written, so a failed conversion never costs the model.
+    export_error: RetrainError | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def val_accuracy(self) -> float:
@@ -76,6 +81,9 @@ def run(config: Config) -> Result:
     step leaves no version under saved_model/ and removes its run folder.
     """
     clock = run_folder.Clock()
+    gather.check_places({"--images": config.images, "--test-images": config.test_images},
+                        {"--output": config.output_dir, "--tensorboard": config.tensorboard,
+                         "--cache-dir": config.cache_dir, "--export-module": config.export_module})
     found = _read(config)
     version, run_dir = run_folder.reserve(config.output_dir)
     try:
@@ -83,6 +91,8 @@ def run(config: Config) -> Result:
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves no half-written folder
         raise
+    if result.export_error is not None:
+        raise result.export_error
     if result.saved_model_dir is not None and not result.published:
         accuracy = result.metrics[result.focus]["accuracy"]
         raise RetrainError(f"--min-accuracy: {result.focus} accuracy {accuracy:.4f} is below {config.min_accuracy:g}; "
@@ -141,10 +151,15 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     published = config.min_accuracy is None or accuracy >= config.min_accuracy
     staged = _export(config, module, image_size, labels, trained.fit, run_dir / "saved_model",
                      trained.kept["validation"], {f"{judged}_accuracy": accuracy})
-    lite = _tflite(config, staged, run_dir, image_size, trained.kept["train"], trained.kept[judged]) \
-        if config.tflite else None
+    lite, onnx, export_error = None, None, None
+    try:
+        lite = _tflite(config, staged, run_dir, image_size, trained.kept["train"], trained.kept[judged]) \
+            if config.tflite else None
+        onnx = _onnx(config, staged, run_dir, image_size, trained.kept[judged]) if config.onnx else None
+    except RetrainError as e:  # the converted file failed, not the model: publish it, then say so
+        export_error = e
     clock.lap("export")
-    skips = found.skipped + gather.relative(examples, source.skipped)
+    skips = found.skipped + gather.relative(examples, source.skipped, Path(config.images))
     if source.skipped:
         scan.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(
@@ -152,8 +167,9 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
         counts={name: _counts(labels, s.y_true) for name, s in trained.scored.items()},
         saved_model_dir=config.output_dir / "saved_model" / str(version) if published else staged,
         published=published, focus=judged, epochs=trained.fit.epoch, class_weight=trained.weighting, tflite=lite,
+        onnx=onnx,
         features={"cached": source.cached, "extracted": source.extracted} if config.use_cache else None,
-        fine_tune=finetune.report(tuned), augment=trained.augment, data=data)
+        fine_tune=finetune.report(tuned), augment=trained.augment, export_error=export_error, data=data)
     summaries, facts = run_folder.write_run_reports(
         result, model_dir=staged, module_name=config.module, image_size=image_size, scored=trained.scored,
         history=trained.fit.history, images_root=found.test_root if judged == "test" else Path(config.images),
@@ -161,6 +177,7 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     result = dataclasses.replace(result, metrics=summaries, seconds=clock.lap("report"))
     run_folder.write_records(result, options=dataclasses.asdict(config), module=module, image_size=image_size,
                              facts=facts, digests=source.digests)
+    write_server_config(config.output_dir)  # models.config, batching_parameters.txt: for TF Serving's docker run
     if published:  # last: TF Serving sees the version only once everything about it is written
         saved_model.promote(staged, result.saved_model_dir)
     return result
@@ -250,6 +267,15 @@ def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: 
                                  image_size=image_size, max_pixels=config.max_pixels, max_drop=config.max_export_drop)
 
 
+def _onnx(config: Config, saved: Path, run_dir: Path, image_size: int, judged: list[Example]) -> dict:
+    """runs/N/model.onnx, checked against the SavedModel on the judged split like the TFLite file."""
+    from retrain.export import onnx_export
+
+    return onnx_export.export_checked(saved, run_dir, val_paths=[e.path for e in judged],
+                                      val_labels=[e.label for e in judged], image_size=image_size,
+                                      max_pixels=config.max_pixels, max_drop=config.max_export_drop)
+
+
 def _counts(labels: list[str], y: np.ndarray) -> dict[str, int]:
     return {name: int(np.sum(y == i)) for i, name in enumerate(labels)}
 
@@ -268,6 +294,8 @@ class Checked:
 def check(config: Config) -> Checked:
     """`retrain check`: the scan, split and feature cache of a run, then the data audit alone; no model."""
     clock = run_folder.Clock()
+    gather.check_places({"--images": config.images, "--test-images": config.test_images},
+                        {"--output": config.output_dir, "--cache-dir": config.cache_dir})
     found = _read(config)
     labels, parts = found.labels, found.parts
     version, run_dir = run_folder.reserve(config.output_dir)

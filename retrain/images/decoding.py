@@ -10,6 +10,8 @@ import tensorflow as tf
 from retrain import fs
 from retrain.errors import reason, skip_line
 from retrain.images import preprocess
+from retrain.inputs import formats
+from retrain.inputs.skipped import categorized
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,7 @@ class Decoder:
     """
 
     def __init__(self, image_size: int, max_pixels: int) -> None:
-        self.image_size = image_size
+        self.image_size, self.max_pixels = image_size, max_pixels
         self._decode = tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
                                    input_signature=[tf.TensorSpec([None], tf.string)])
 
@@ -38,7 +40,7 @@ class Decoder:
                     blobs.append(handle.read())
                 good.append(i)
             except OSError as err:
-                _skip(skipped, path, f"cannot read the file ({err.strerror or err})")
+                _skip(skipped, path, f"unreadable: {err.strerror or err}")
         try:
             return self._decode(tf.constant(blobs, tf.string)).numpy(), good
         except tf.errors.InvalidArgumentError:
@@ -48,11 +50,19 @@ class Decoder:
                     images.append(self._decode(tf.constant([blob]))[0].numpy())
                     kept.append(i)
                 except tf.errors.InvalidArgumentError as err:
-                    _skip(skipped, paths[i], reason(err))
+                    _skip(skipped, paths[i], self._why(paths[i], err))
             empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
             return (np.stack(images) if images else empty), kept
 
 
+    def _why(self, path: Path, error: Exception) -> str:
+        """The scan's own verdict on a local file the graph refused (same category, same words, whichever stage
+        found it); else TensorFlow's message under a scan category (its words cannot tell truncated from corrupt)."""
+        verdict = None if fs.is_remote(path) else formats.check(Path(path), self.max_pixels)
+        return verdict or categorized(reason(error))
+
+
 def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
+    """The caller reports the skip with the path as the user knows it (retrain.inputs.gather.relative)."""
     skipped.append((path, why))
-    log.warning(skip_line(path, why))
+    log.debug(skip_line(path, why))

@@ -19,7 +19,9 @@ from retrain.images.headers import JPEG, PNG
 # Bump whenever the pixels this module produces change: it is part of every feature-cache key.
 # 2: 16-bit PNGs keep 16-bit precision; header checks refuse oversized, animated-WebP and JPEG XL files.
 # 3: a JPEG's EXIF orientation is applied (phone photos upright); colour-palette BMPs are refused.
-PREPROCESS_VERSION = 3
+# 4: GIFs are sized by their largest frame, files over 8 bytes per allowed pixel (+16 MiB) and BMP variants
+#    TensorFlow reads wrong are refused; 32-bit B, G, R, A bit-field BMPs are decoded.
+PREPROCESS_VERSION = 4
 
 # map_fn runs 10 iterations at once by default: with 50-megapixel images that is tens of GB.
 _PARALLEL_DECODES = 4

@@ -207,4 +207,4 @@ def write_html(path: Path, *, title: str, facts: dict, summaries: dict[str, dict
 {data_section(data)}
 </main></body></html>
 """
-    write_atomic(path, page)
+    write_atomic(path, page.encode("utf-8", "backslashreplace"))  # a non-UTF-8 file name shows as \udcNN

@@ -11,7 +11,8 @@ def as_json(result) -> dict:
             "version": result.version, "focus": result.focus,
             "accuracy": {name: m["accuracy"] for name, m in result.metrics.items()},
             "epochs": result.epochs, "class_weight": result.class_weight, "most_confused": focus["most_confused"],
-            "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "seconds": result.seconds,
+            "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "onnx": result.onnx,
+            "seconds": result.seconds,
             "features": result.features, "fine_tune": result.fine_tune, "augment": result.augment}
 
 
@@ -34,10 +35,9 @@ def as_lines(result) -> list[str]:
     if result.fine_tune:
         lines.append(f"fine-tune: {fine_tune_text(result.fine_tune)}")
     if result.tflite:
-        lite = result.tflite
-        lines.append(f"tflite ({lite['kind']}): accuracy {lite['tflite_accuracy']:.3f} against "
-                     f"{lite['saved_model_accuracy']:.3f}; {lite['changed_answers']} of {lite['images']} "
-                     "answers changed")
+        lines.append(f"tflite ({result.tflite['kind']}): {export_text(result.tflite, 'tflite_accuracy')}")
+    if result.onnx:
+        lines.append(f"onnx: {export_text(result.onnx, 'onnx_accuracy')}")
     return lines + [f"model: {result.saved_model_dir}", f"report: {result.run_dir / 'report.html'}"]
 
 
@@ -84,3 +84,10 @@ def check_lines(found) -> list[str]:
     """What `retrain check` ends with: the audit's line and the files to open (found: pipeline.Checked)."""
     return [found.data.line.replace("; see data_issues.csv", ""),
             f"issues: {found.run_dir / 'data_issues.csv'}", f"report: {found.run_dir / 'report.html'}"]
+
+
+def export_text(check: dict, key: str) -> str:
+    """A converted file's check against the SavedModel (tflite.export_checked, onnx_export.export_checked)."""
+    return (f"accuracy {check[key]:.3f} against {check['saved_model_accuracy']:.3f} "
+            f"(drop {check['drop_points']:.2f} points); {check['changed_answers']} of {check['images']} "
+            "answers changed")

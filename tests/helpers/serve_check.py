@@ -50,7 +50,7 @@ VarHandleOp ReadVariableOp AssignVariableOp DisableCopyOnRead SaveV2 RestoreV2 M
 ShardedFilename StringJoin StaticRegexFullMatch Select SelectV2
 While StatelessWhile If StatelessIf Case StatelessCase TensorListFromTensor TensorListGetItem
 TensorListReserve TensorListSetItem TensorListStack TensorListLength TensorListElementShape
-DecodeImage DecodePng DecodeRaw ExtractJpegShape Substr ParseExampleV2 Assert StringFormat EnsureShape
+DecodeImage DecodePng DecodeRaw ExtractJpegShape Substr StringLength ParseExampleV2 Assert StringFormat EnsureShape
 ResizeBilinear Shape Pack Unpack StridedSlice Reshape ExpandDims Squeeze ConcatV2 Fill Range Tile Cast
 GatherV2 Slice Transpose ReverseV2 Pad MirrorPad ZerosLike OnesLike
 Abs AddV2 Add Sub Mul RealDiv FloorDiv FloorMod Maximum Minimum Neg Square Sqrt Rsqrt Exp Log
