@@ -1,7 +1,11 @@
 """Image files -> float32 pixels by preprocess.decode_batch; what does not decode is skipped with a reason."""
 from __future__ import annotations
 
+import collections
 import logging
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +55,40 @@ class Decoder:
                     _skip(skipped, paths[i], reason(err))
             empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
             return (np.stack(images) if images else empty), kept
+
+
+def decode_ahead(decode: Decoder, batches: Iterable[list[Path]], skipped: list[tuple[Path, str]],
+                 workers: int | None = None) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """decode(batch) for each batch, in order, computed on background threads while the caller uses the last.
+
+    The caller (the engine) runs while the next batches decode, so on photos, where decoding costs
+    several times the backbone, neither waits for the other. TensorFlow releases the GIL while it
+    decodes, and each batch already spreads over preprocess's parallel decodes, so one worker per
+    PARALLEL_DECODES cores (at least one) keeps every core busy. Memory stays bounded: at most
+    `workers` batches decode at once (each with a few images at decode size in flight) and one more
+    waits, decoded, as small float32 [n, S, S, 3] pixels. Skips are added to `skipped` in batch order.
+    Closing the iterator early (a stop, an error) cancels what has not started and waits for the rest.
+    """
+    workers = workers or max(1, (os.cpu_count() or 1) // preprocess.PARALLEL_DECODES)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+    pending: collections.deque = collections.deque()
+    try:
+        for batch in batches:
+            own: list[tuple[Path, str]] = []  # this batch's skips, merged in order when it is handed over
+            pending.append((own, pool.submit(decode, batch, own)))
+            if len(pending) > workers:
+                yield _handed(pending.popleft(), skipped)
+        while pending:
+            yield _handed(pending.popleft(), skipped)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _handed(entry, skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
+    own, future = entry
+    result = future.result()
+    skipped.extend(own)
+    return result
 
 
 def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
