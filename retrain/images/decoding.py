@@ -16,6 +16,7 @@ from retrain.errors import reason, skip_line
 from retrain.images import preprocess
 
 log = logging.getLogger(__name__)
+_CALL_BYTES = 48 << 20  # file bytes per decode call: 16 photos of 3 MB, any number of small images
 
 
 class Decoder:
@@ -33,28 +34,40 @@ class Decoder:
     def __call__(self, paths: list[Path], skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
         """(pixels of the files that decode, their indices into paths); the others are added to `skipped`.
 
-        One bad file does not cost its batch: when the batch fails, each file is decoded alone.
+        Files are read and decoded in runs of at most _CALL_BYTES of file bytes, so a batch of photos
+        never holds all its files (and TensorFlow's copy of them) at once; small images still go in
+        one call. One bad file does not cost its run: when a run fails, each of its files is decoded alone.
         """
-        blobs, good = [], []
+        parts, kept, run, size = [], [], [], 0
         for i, path in enumerate(paths):
             try:
                 with fs.open_binary(path) as handle:  # local, or any tf.io.gfile URL
-                    blobs.append(handle.read())
-                good.append(i)
+                    blob = handle.read()
             except OSError as err:
                 _skip(skipped, path, f"cannot read the file ({err.strerror or err})")
+                continue
+            if run and size + len(blob) > _CALL_BYTES:
+                self._run(run, paths, skipped, parts, kept)
+                run, size = [], 0
+            run.append((i, blob))
+            size += len(blob)
+        if run:
+            self._run(run, paths, skipped, parts, kept)
+        empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
+        return (np.concatenate(parts) if parts else empty), kept
+
+    def _run(self, run: list[tuple[int, bytes]], paths: list[Path], skipped: list[tuple[Path, str]],
+             parts: list[np.ndarray], kept: list[int]) -> None:
         try:
-            return self._decode(tf.constant(blobs, tf.string)).numpy(), good
+            parts.append(self._decode(tf.constant([blob for _, blob in run], tf.string)).numpy())
+            kept.extend(i for i, _ in run)
         except tf.errors.InvalidArgumentError:
-            images, kept = [], []
-            for i, blob in zip(good, blobs):
+            for i, blob in run:
                 try:
-                    images.append(self._decode(tf.constant([blob]))[0].numpy())
+                    parts.append(self._decode(tf.constant([blob]))[0:1].numpy())
                     kept.append(i)
                 except tf.errors.InvalidArgumentError as err:
                     _skip(skipped, paths[i], reason(err))
-            empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
-            return (np.stack(images) if images else empty), kept
 
 
 def decode_ahead(decode: Decoder, batches: Iterable[list[Path]], skipped: list[tuple[Path, str]],
