@@ -22,6 +22,7 @@ Usage: python bench/photos.py --before /tmp/before [--work /tmp/retrain-photos] 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -212,6 +213,43 @@ def agreement(model_dir: str, photos: list[Path], latency_photo: Path) -> dict:
             "max_tv": float(np.max(tv)), "latency_ms": float(np.median(times))}
 
 
+def format_costs(photo: Path) -> str:
+    """A markdown table: CPU ms of preprocess.decode_resize per image (one thread, best of 3) by format and
+    size, from one generated photo saved in each format and size."""
+    import resource
+
+    import tensorflow as tf
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    from retrain.images import preprocess
+
+    decode = tf.function(lambda b: preprocess.decode_resize(b, SIZE, 100_000_000),
+                         input_signature=[tf.TensorSpec([], tf.string)])
+    source = Image.open(photo).convert("RGB")
+    lines = ["| picture | format | file MB | CPU ms per image | peak RSS growth MB |", "|---|---|---:|---:|---:|"]
+    for width, height in ((4032, 3024), (1600, 1200), (640, 480), (8160, 6120)):
+        image = source.resize((width, height), Image.BICUBIC) if (width, height) != source.size else source
+        for fmt, options in (("JPEG", {"quality": 90}), ("PNG", {"compress_level": 1}), ("WEBP", {"quality": 90}),
+                             ("BMP", {}), ("GIF", {})):
+            if fmt in ("WEBP", "BMP", "GIF") and width > 4032:
+                continue
+            buffer = io.BytesIO()
+            (image.convert("P") if fmt == "GIF" else image).save(buffer, fmt, **options)
+            data = tf.constant(buffer.getvalue())
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            decode(data)
+            best = float("inf")
+            for _ in range(3):
+                start = time.process_time()
+                decode(data)
+                best = min(best, time.process_time() - start)
+            grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+            lines.append(f"| {width} x {height} ({width * height / 1e6:.1f} MP) | {fmt} | "
+                         f"{len(buffer.getvalue()) / 1e6:.1f} | {best * 1000:.0f} | {grew:.0f} |")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
@@ -221,13 +259,19 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="a checkout of the code to compare with")
+    parser.add_argument("--before", type=Path, help="the code to compare with (needed but with --costs)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/retrain-photos"))
     parser.add_argument("--real", type=Path, default=Path("/work/photos/real"),
                         help="where the wallpaper packages are (unpacked there when missing)")
     parser.add_argument("--count", type=int, default=100, help="generated phone photos")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument("--costs", action="store_true", help="only the table of decode cost by format and size")
     args = parser.parse_args()
+    if args.costs:
+        print(format_costs(make_phone_set(args.work / "phone", 1)[0]))
+        return
+    if args.before is None:
+        parser.error("--before: a checkout of the code to compare with is needed (git worktree add /tmp/before rooms)")
     args.work.mkdir(parents=True, exist_ok=True)
     fetch_real(args.real)
     photos = real_photos(args.real)
