@@ -45,7 +45,7 @@ def jpeg_ratio(sides: tf.Tensor, image_size: int) -> tf.Tensor:
     """
     small = tf.reduce_min(sides)
     fits = [tf.cast((small + r - 1) // r >= image_size, tf.int32) for r in _JPEG_RATIOS[1:]]
-    return tf.add_n(fits)  # the ratios that fit are a prefix of _JPEG_RATIOS: their count is the index
+    return sum(fits[1:], fits[0])  # the ratios that fit are a prefix of _JPEG_RATIOS: their count is the index
 
 
 def _decode_jpeg(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
