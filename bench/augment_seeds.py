@@ -1,9 +1,9 @@
 """--augment's three candidate heads, seed by seed: trained without views, with views, and their average.
 
-Uses the run's own pieces (features.extract, tuning.add_views, training.train_head, tuning.choose) on
+Uses the run's own pieces (extraction.extract, views.add_views, trainer.train_head, augmented.choose) on
 the 10 x 500 Fashion-MNIST folder that bench/finetune.py writes, with its split, for several seeds, and
 scores every candidate on the 10,000 t10k images from their cached features (what the export computes
-from image bytes: tests/test_export.py holds them within 1e-5). Seconds per seed once the views are
+from image bytes: tests/export/test_saved_model.py holds them within 1e-5). Seconds per seed once the views are
 cached, so the run-to-run spread can be measured, not guessed. Prints a markdown table. Usage:
     python bench/augment_seeds.py --work /tmp/ftbench [--seeds 0,1,2,3,4] [--train-per-class 40]
         [--settings '{"max_brightness_delta": 0, "max_contrast_change": 0}']
@@ -25,16 +25,16 @@ import fashion_mnist
 
 from retrain.backbone import keras_models, resolve
 from retrain.config import Config
-from retrain.features.extraction import extract
+from retrain.features.extraction import Extractor, extract
+from retrain.features.views import add_views
 from retrain.images import augment
 from retrain.inputs import gather
-from retrain.training import trainer, tuning
+from retrain.training import trainer
+from retrain.training.augmented import choose
 
 
-def features(config: Config, module, image_size: int, paths: list[Path], workdir: Path):
-    found = extract(paths, module=module, image_size=image_size, engine=config.engine,
-                    cache_dir=config.feature_cache_dir, batch_size=config.batch_size, max_pixels=config.max_pixels,
-                    workdir=workdir)
+def features(extractor: Extractor, paths: list[Path]):
+    found = extract(extractor, paths)
     assert found.kept.all(), found.skipped
     return found
 
@@ -53,7 +53,8 @@ def main() -> None:
         fashion_mnist.write("t10k", None, test_dir)
     settings = augment.AugmentSettings(**json.loads(args.settings))
     config = Config(images=train_dir, output=args.work / "seeds", cache_dir=args.work / "cache", augment=True)
-    found = gather.read(config)
+    found = gather.read(config.images, test_images=None, validation_split=config.validation_split,
+                        test_split=config.test_split, max_pixels=config.max_pixels, strict=False)
     module = resolve.load_info(config.module)
     image_size = resolve.image_size_for(module, config.image_size)
     parts = found.parts
@@ -67,10 +68,13 @@ def main() -> None:
     test_paths = sorted(test_dir.glob("*/*"))
     test_y = np.array([found.labels.index(p.parent.name) for p in test_paths], np.int32)
     with tempfile.TemporaryDirectory() as workdir:
-        source = features(config, module, image_size, [e.path for e in examples], Path(workdir))
-        test = features(config, module, image_size, test_paths, Path(workdir))
-        fed = tuning.add_views(config, module, image_size, source, y, rows["train"], [e.path for e in examples],
-                               Path(workdir), settings)
+        extractor = Extractor(module=module, image_size=image_size, engine=config.engine,
+                              cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
+                              max_pixels=config.max_pixels, workdir=Path(workdir))
+        source = features(extractor, [e.path for e in examples])
+        test = features(extractor, test_paths)
+        fed = add_views(extractor, source, y, rows["train"], [e.path for e in examples], views=config.augment_views,
+                        seed=config.seed, settings=settings)
         table = []
         for seed in [int(s) for s in args.seeds.split(",")]:
             train = functools.partial(trainer.train_head, val_rows=rows["validation"], num_classes=len(found.labels),
@@ -78,7 +82,7 @@ def main() -> None:
                                       batch_size=config.batch_size, epochs=config.epochs, patience=config.patience,
                                       seed=seed)
             plain, with_views = train(source, y, rows["train"]), train(*fed)
-            _, report = tuning.choose(plain, with_views, source, y, rows["validation"], config.augment_views)
+            _, report = choose(plain, with_views, source, y, rows["validation"], config.augment_views)
             heads = {"without": plain.head, "with": with_views.head,
                      "average": keras_models.average(plain.head, with_views.head)}
             accuracy = {name: trainer.score(head, test, test_y, np.arange(len(test_y)))[1]

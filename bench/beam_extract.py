@@ -51,17 +51,17 @@ def measure(name: str, argv: list[str], work: Path) -> dict:
 def child_local(images: str, sample: str, out: str) -> None:
     """Local engine (auto) on `sample` images spread over the sorted list, no cache; features to out."""
     from retrain.backbone.resolve import load_info
-    from retrain.features.extraction import extract
+    from retrain.features.extraction import Extractor, extract
     from retrain.inputs import scan
 
     paths = sorted(e.path for e in scan.scan(Path(images), MAX_PIXELS).examples)
     paths = paths[:: max(1, len(paths) // int(sample))][: int(sample)]  # spread over every class
     module = load_info(MODULE)
-    extract(paths[:64], module=module, image_size=224, engine="auto", cache_dir=None, batch_size=64,
-            max_pixels=MAX_PIXELS, workdir=Path(out).parent)  # conversion and warm-up, not timed
+    extractor = Extractor(module=module, image_size=224, engine="auto", cache_dir=None, batch_size=64,
+                          max_pixels=MAX_PIXELS, workdir=Path(out).parent)
+    extract(extractor, paths[:64])  # conversion and warm-up, not timed
     start, cpu = time.perf_counter(), time.process_time()
-    result = extract(paths, module=module, image_size=224, engine="auto", cache_dir=None, batch_size=64,
-                     max_pixels=MAX_PIXELS, workdir=Path(out).parent)
+    result = extract(extractor, paths)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(out, result.matrix.read(np.arange(len(paths))))
     print(json.dumps({"images": len(paths), "seconds": seconds, "cpu_seconds": cpu, "paths": [str(p) for p in paths]}))

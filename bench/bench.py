@@ -99,8 +99,9 @@ def engine_pass() -> None:
     if engine == "litert" and not engines.litert_path(info.fingerprint, 224).exists():
         engines.convert(info.path, 224, engines.litert_path(info.fingerprint, 224))
         convert_s, start = time.perf_counter() - start, time.perf_counter()
-    result = extraction.extract(paths, module=info, image_size=224, engine=engine, cache_dir=None,
-                              batch_size=64, max_pixels=MAX_PIXELS, workdir=Path(sys.argv[4]).parent)
+    result = extraction.extract(extraction.Extractor(module=info, image_size=224, engine=engine, cache_dir=None,
+                                                     batch_size=64, max_pixels=MAX_PIXELS,
+                                                     workdir=Path(sys.argv[4]).parent), paths)
     seconds = time.perf_counter() - start
     np.save(sys.argv[4], result.matrix.read(np.arange(len(paths))))
     print(json.dumps({"images": len(paths), "images_per_s": len(paths) / seconds, "convert_s": convert_s}))

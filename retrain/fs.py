@@ -104,17 +104,24 @@ def staged_dir(final: Path):
     try:
         yield staging
         fsync_tree(staging)
-        if final.exists():  # os.rename would replace an empty folder
-            raise AlreadyThere(f"{final} exists")
-        try:
-            os.rename(staging, final)  # atomic on one file system: the folder appears complete
-        except OSError:
-            if final.exists():  # another writer renamed its folder in between
-                raise AlreadyThere(f"{final} exists") from None
-            raise
-        fsync_dir(final.parent)  # and the rename itself survives a power cut
+        move_into_place(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def move_into_place(folder: Path, final: Path) -> None:
+    """Rename a complete folder to `final` on the same file system, durably; raises AlreadyThere, leaving
+    both untouched, when `final` exists (another writer won, or a version that must never be overwritten)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # os.rename would replace an empty folder
+        raise AlreadyThere(f"{final} exists")
+    try:
+        os.rename(folder, final)  # atomic on one file system: the folder appears complete
+    except OSError:
+        if final.exists():  # another writer renamed its folder in between
+            raise AlreadyThere(f"{final} exists") from None
+        raise
+    fsync_dir(final.parent)  # and the rename itself survives a power cut
 
 
 def sweep_stale(folder: Path, older_than_s: float = STALE_SECONDS) -> int:

@@ -1,10 +1,11 @@
 """run(config): the recipe. Scan and split, resolve the module, extract features, train the new layer,
-export, report; each step lives in its own module and this one only calls them in order."""
+export, report, publish; each step lives in its own room and this module only calls them in order."""
 from __future__ import annotations
 
 import dataclasses
 import functools
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from retrain import native
 from retrain.config import Config
 from retrain.errors import RetrainError
 from retrain.inputs import gather, scan, split
+from retrain.inputs.scan import Example
 from retrain.reports import metrics, run_folder
-from retrain.training import distribute, tuning
+from retrain.training import distribute
 
 log = logging.getLogger(__name__)
 WARMUP_IMAGES = 3  # real requests replayed by TF Serving at load: enough to trace every branch once
@@ -24,18 +26,19 @@ LATENCY_IMAGES = 5  # test images timed one by one through the exported model
 
 @dataclasses.dataclass(frozen=True)
 class Result:
+    """What a run did, in plain values: the summary, --json, metrics.json and run.json are made from it."""
     version: int                  # the run's number N
     run_dir: Path                 # <output>/runs/N: labels.txt, metrics.json, report.html, ...
-    saved_model_dir: Path | None  # <output>/saved_model/N, or runs/N/saved_model (held back); None: --dry-run
-    published: bool               # False when --min-accuracy held the model back
     labels: list[str]
     counts: dict[str, dict[str, int]]  # split -> label -> images (skipped files excluded)
-    metrics: dict[str, dict]      # split -> metrics summary (accuracy, loss, per class, ...)
-    focus: str                    # the split the reports and the gate judge: "test", else "validation"
-    epochs: int                   # epoch of the kept weights
-    class_weight: str             # "balanced" or "none", what the loss used
     seconds: dict[str, float]     # wall time per stage and in total
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path relative to --images, reason)
+    saved_model_dir: Path | None = None  # <output>/saved_model/N, or runs/N/saved_model (held back); None: --dry-run
+    published: bool = False       # False when --min-accuracy held the model back (or --dry-run)
+    metrics: dict[str, dict] = dataclasses.field(default_factory=dict)  # split -> metrics summary
+    focus: str = ""               # the split the reports and the gate judge (split.judged)
+    epochs: int = 0               # epoch of the kept weights
+    class_weight: str = ""        # "balanced" or "none", what the loss used
     tflite: dict | None = None    # with --tflite: kind, both accuracies, drop in points, changed answers
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
     fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
@@ -54,73 +57,120 @@ class Result:
         return self.counts["validation"]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Trained:
+    """The new layer after training, and what it says about every split."""
+    fit: object                   # training.trainer.HeadResult: the head, its epoch and history
+    scored: dict                  # split -> reports.writers.Scored (rows with features only)
+    kept: dict[str, list[Example]]  # split -> the examples of those rows
+    weighting: str                # the class weighting the loss used
+    augment: dict | None          # the --augment report
+
+
 def run(config: Config) -> Result:
-    """Do what `python -m retrain` does: train a new layer on config.images, export it and report."""
+    """Do what `python -m retrain` does: train a new layer on config.images, export it and report.
+
+    Nothing is published before the run's reports and records are written: a run that fails at any
+    step leaves no version under saved_model/ and removes its run folder.
+    """
     clock = run_folder.Clock()
-    found = gather.read(config)
-    labels, parts = found.labels, found.parts
+    found = gather.read(config.images, test_images=config.test_images, validation_split=config.validation_split,
+                        test_split=config.test_split, max_pixels=config.max_pixels, strict=config.strict)
     version, run_dir = run_folder.reserve(config.output_dir)
+    try:
+        result = _run(config, clock, found, version, run_dir)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves no half-written folder
+        raise
+    if result.saved_model_dir is not None and not result.published:
+        accuracy = result.metrics[result.focus]["accuracy"]
+        raise RetrainError(f"--min-accuracy: {result.focus} accuracy {accuracy:.4f} is below {config.min_accuracy:g}; "
+                           f"the model was not published (kept in {result.saved_model_dir} with the reports)",
+                           exit_code=3)
+    return result
+
+
+def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version: int, run_dir: Path) -> Result:
+    labels, parts = found.labels, found.parts
     if config.use_cache and not isinstance(config.feature_cache_dir, str):  # a URL is checked when opened
         run_folder.writable(config.feature_cache_dir, "--cache-dir")
     split.write_split_csv(run_dir / "split.csv", parts, labels)
     scan.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
     if config.dry_run:
-        return Result(version, run_dir, None, False, labels, {n: _counts(labels, np.array([e.label for e in part]))
-                      for n, part in parts.items()}, {}, "", 0, "", clock.lap("scan"), found.skipped)
+        counts = {name: _counts(labels, np.array([e.label for e in part])) for name, part in parts.items()}
+        return Result(version=version, run_dir=run_dir, labels=labels, counts=counts, seconds=clock.lap("scan"),
+                      skipped=found.skipped)
     clock.lap("scan")
     native.import_tensorflow()  # only now: input errors above print alone, without its start-up noise
     if config.fine_tune:
         distribute.make(config.strategy)  # first: collective ops are set up before any other TensorFlow work
     from retrain.backbone import resolve
+    from retrain.export import feature_module, saved_model
+    from retrain.features import extraction
+    from retrain.training import finetune
 
     module = resolve.load_info(config.module)
     image_size = resolve.image_size_for(module, config.image_size)
     examples = [e for name in split.SPLITS for e in parts[name]]
+    paths = [e.path for e in examples]
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
-        source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
+        extractor = extraction.Extractor(
+            module=module, image_size=image_size, engine=config.engine, batch_size=config.batch_size,
+            cache_dir=config.feature_cache_dir if config.use_cache else None, max_pixels=config.max_pixels,
+            workdir=Path(workdir))
+        source = extraction.source(extractor, paths)
         clock.lap("features")
-        trained, scored, kept, weighting, augmented = _train(config, module, image_size, labels, source, examples,
-                                                             parts, Path(workdir))
+        trained = _train(config, extractor, labels, source, examples, parts)
         clock.lap("training")
-        tuned = tuning.phase_two(config, module, image_size, trained.head, kept, dict(zip(
-            [e.path for e in examples], source.digests)), Path(workdir)) if config.fine_tune else None
-        adapted = tuning.export_backbone(config, tuned, module, image_size, run_dir)
+        tuned = None
+        if config.fine_tune:
+            settings = finetune.FineTuneSettings(
+                layers=config.fine_tune_layers, learning_rate=config.fine_tune_learning_rate,
+                epochs=config.fine_tune_epochs, seed=config.seed, mixed_precision=config.mixed_precision)
+            tuned = finetune.phase_two(extractor, trained.fit.head, trained.kept, dict(zip(paths, source.digests)),
+                                       settings)
+        adapted = feature_module.export_backbone(config.export_module, tuned, module.path, image_size, run_dir)
         if tuned is not None and tuned.kept:  # the backbone changed: its features, and so the scores, did too
             module = resolve.load_info(str(adapted))
-            source = _features(config, module, image_size, [e.path for e in examples], Path(workdir))
-            scored, _ = _score(trained.head, source, examples, parts)
+            source = extraction.source(dataclasses.replace(extractor, module=module), paths)
+            trained = dataclasses.replace(trained, scored=_score(trained.fit.head, source, examples, parts)[0])
         if tuned is not None:
             clock.lap("fine-tune")
-    focus = "test" if len(scored["test"].y_true) else "validation"
-    accuracy = float(np.mean(scored[focus].scores.argmax(1) == scored[focus].y_true))
+    judged = split.judged({name: len(s.y_true) for name, s in trained.scored.items()})
+    scored = trained.scored[judged]
+    accuracy = float(np.mean(scored.scores.argmax(1) == scored.y_true))
     published = config.min_accuracy is None or accuracy >= config.min_accuracy
-    target = config.output_dir / "saved_model" / str(version) if published else run_dir / "saved_model"
-    saved = _export(config, module, image_size, labels, trained, target, kept["validation"],
-                    {f"{focus}_accuracy": accuracy})
-    lite = _tflite(config, saved, run_dir, image_size, kept["train"], kept[focus]) if config.tflite else None
+    staged = _export(config, module, image_size, labels, trained.fit, run_dir / "saved_model",
+                     trained.kept["validation"], {f"{judged}_accuracy": accuracy})
+    lite = _tflite(config, staged, run_dir, image_size, trained.kept["train"], trained.kept[judged]) \
+        if config.tflite else None
     clock.lap("export")
-    counts = {name: _counts(labels, s.y_true) for name, s in scored.items()}
-    cache_use = {"cached": source.cached, "extracted": source.extracted} if config.use_cache else None
     skips = found.skipped + gather.relative(examples, source.skipped)
     if source.skipped:
         scan.write_skipped_csv(run_dir / "skipped.csv", skips)
-    result = Result(version, run_dir, saved, published, labels, counts, {}, focus, trained.epoch, weighting,
-                    clock.seconds, skips, lite, cache_use, tuning.report(tuned), augmented)
-    summaries, facts = run_folder.write_reports(result, config, scored, trained.history,
-                                          found.test_root if focus == "test" else Path(config.images), image_size,
-                                          [e.path for e in kept[focus][:LATENCY_IMAGES]])
+    result = Result(
+        version=version, run_dir=run_dir, labels=labels, seconds=clock.seconds, skipped=skips,
+        counts={name: _counts(labels, s.y_true) for name, s in trained.scored.items()},
+        saved_model_dir=config.output_dir / "saved_model" / str(version) if published else staged,
+        published=published, focus=judged, epochs=trained.fit.epoch, class_weight=trained.weighting, tflite=lite,
+        features={"cached": source.cached, "extracted": source.extracted} if config.use_cache else None,
+        fine_tune=finetune.report(tuned), augment=trained.augment)
+    summaries, facts = run_folder.write_run_reports(
+        result, model_dir=staged, module_name=config.module, image_size=image_size, scored=trained.scored,
+        history=trained.fit.history, images_root=found.test_root if judged == "test" else Path(config.images),
+        latency_paths=[e.path for e in trained.kept[judged][:LATENCY_IMAGES]], tensorboard_dir=config.tensorboard)
     result = dataclasses.replace(result, metrics=summaries, seconds=clock.lap("report"))
-    run_folder.write_records(result, config, module, image_size, facts, source.digests)
-    if not published:
-        raise RetrainError(f"--min-accuracy: {focus} accuracy {accuracy:.4f} is below {config.min_accuracy:g}; "
-                           f"the model was not published (kept in {saved} with the reports)", exit_code=3)
+    run_folder.write_records(result, options=dataclasses.asdict(config), module=module, image_size=image_size,
+                             facts=facts, digests=source.digests)
+    if published:  # last: TF Serving sees the version only once everything about it is written
+        saved_model.promote(staged, result.saved_model_dir)
     return result
 
 
-def _train(config: Config, module, image_size: int, labels: list[str], source, examples: list[scan.Example],
-           parts: dict, workdir: Path):
-    """Train the head on the kept training rows (with --augment, also on their views, kept under workdir);
-    returns (trained, Scored per split, kept examples per split, the class weighting, the --augment report)."""
+def _train(config: Config, extractor, labels: list[str], source, examples: list[Example],
+           parts: dict[str, list[Example]]) -> _Trained:
+    """Train the head on the kept training rows (with --augment, also on their views, kept in the
+    extractor's workdir) and score every split with it."""
     from retrain.training import trainer
 
     side = np.array([name for name in split.SPLITS for _ in parts[name]])
@@ -134,15 +184,17 @@ def _train(config: Config, module, image_size: int, labels: list[str], source, e
         trainer.train_head, val_rows=rows["validation"], num_classes=len(labels), dropout=config.dropout,
         learning_rate=config.learning_rate, batch_size=config.batch_size, epochs=config.epochs,
         patience=config.patience, seed=config.seed, class_weights=None if weights is None else np.array(weights))
-    trained, augmented = train(source, y, rows["train"]), None
+    fit, augment = train(source, y, rows["train"]), None
     if config.augment:
-        trained, augmented = tuning.augmented_head(config, module, image_size, source, y, rows,
-                                                   [e.path for e in examples], trained, train, workdir)
-    scored, kept = _score(trained.head, source, examples, parts)
-    return trained, scored, kept, weighting, augmented
+        from retrain.training import augmented
+
+        fit, augment = augmented.augmented_head(extractor, source, y, rows, [e.path for e in examples], fit, train,
+                                                views=config.augment_views, seed=config.seed)
+    scored, kept = _score(fit.head, source, examples, parts)
+    return _Trained(fit=fit, scored=scored, kept=kept, weighting=weighting, augment=augment)
 
 
-def _score(head, source, examples: list[scan.Example], parts: dict) -> tuple[dict, dict]:
+def _score(head, source, examples: list[Example], parts: dict[str, list[Example]]) -> tuple[dict, dict]:
     """(Scored per split: the head's softmax on every row with features, the examples of those rows per
     split). After training, since --no-cache may have found more files that do not decode."""
     from retrain.reports.writers import Scored
@@ -158,42 +210,29 @@ def _score(head, source, examples: list[scan.Example], parts: dict) -> tuple[dic
     return scored, kept
 
 
-def _export(config: Config, module, image_size: int, labels: list[str], trained, target: Path,
-            warmups: list[scan.Example], scores: dict) -> Path:
+def _export(config: Config, module, image_size: int, labels: list[str], fit, target: Path,
+            warmups: list[Example], scores: dict) -> Path:
     """The classifier (frozen module + trained head + preprocessing) as a SavedModel at target."""
     from retrain.backbone import keras_models
     from retrain.export import saved_model
 
     log.info("exporting the SavedModel (takes seconds)")
     return saved_model.publish(
-        keras_models.build_classifier(module.path, image_size, trained.head), target, labels=labels,
-        image_size=image_size,
-        max_pixels=config.max_pixels, warmup_images=[e.path.read_bytes() for e in warmups[:WARMUP_IMAGES]],
+        keras_models.build_classifier(module.path, image_size, fit.head), target, labels=labels,
+        image_size=image_size, max_pixels=config.max_pixels,
+        warmup_images=[e.path.read_bytes() for e in warmups[:WARMUP_IMAGES]],
         info={"module_handle": config.module, "module_path": module.path, "module_fingerprint": module.fingerprint,
-              "metrics": {"val_accuracy": float(trained.val_accuracy), "epochs": trained.epoch, **scores}})
+              "metrics": {"val_accuracy": float(fit.val_accuracy), "epochs": fit.epoch, **scores}})
 
 
-def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: list, judged: list) -> dict:
+def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: list[Example],
+            judged: list[Example]) -> dict:
     """runs/N/model.tflite, checked against the SavedModel on the judged split (test, else validation)."""
     from retrain.export import tflite
 
     return tflite.export_checked(saved, run_dir, config.tflite, train_paths=[e.path for e in train],
                                  val_paths=[e.path for e in judged], val_labels=[e.label for e in judged],
                                  image_size=image_size, max_pixels=config.max_pixels, max_drop=config.max_export_drop)
-
-
-def _features(config: Config, module, image_size: int, paths: list[Path], workdir: Path):
-    """Feature rows for paths: extracted once through the cache, or (--no-cache) computed every epoch."""
-    from retrain.backbone import engines
-    from retrain.features import extraction
-
-    if not config.use_cache:
-        runner = engines.open_engine(config.engine, module, image_size, config.batch_size)
-        decoder = extraction.Decoder(image_size, config.max_pixels)
-        return extraction.LiveFeatures(paths, runner, decoder, config.batch_size)
-    return extraction.extract(paths, module=module, image_size=image_size, engine=config.engine,
-                            cache_dir=config.feature_cache_dir, batch_size=config.batch_size,
-                            max_pixels=config.max_pixels, workdir=workdir)
 
 
 def _counts(labels: list[str], y: np.ndarray) -> dict[str, int]:

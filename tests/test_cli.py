@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain import __version__
 from retrain.cli import main
 

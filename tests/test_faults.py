@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain import fs
 from retrain.features.extraction import file_digest
 

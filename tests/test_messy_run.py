@@ -11,8 +11,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import COLOURS, colour_set, write_images
 from corpus import build_corpus
+from fake_data import COLOURS, colour_set, write_images
 from retrain.cli import main
 from retrain.inputs.skipped import printable
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import retrain
-from conftest import random_label_set, write_images
+from fake_data import random_label_set, write_images
 from retrain.config import Config
 
 
@@ -31,6 +31,25 @@ def test_colours_are_learnt(colour_images, fake_module, tmp_path):
 def test_random_labels_are_not(fake_module, tmp_path):
     images = write_images(tmp_path / "random", random_label_set(n=30))
     assert train(images, fake_module, tmp_path / "out").val_accuracy < 0.7
+
+
+def test_a_run_that_fails_while_reporting_publishes_nothing(colour_images, fake_module, tmp_path, monkeypatch):
+    """The version appears in saved_model/ only after every report and record is written."""
+    from retrain.reports import plots
+
+    out = tmp_path / "out"
+    first = train(colour_images, fake_module, out, epochs=5)
+    assert first.published and (out / "saved_model" / "1" / "saved_model.pb").is_file()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plot failed")
+    monkeypatch.setattr(plots, "confusion_png", broken)
+    with pytest.raises(RuntimeError, match="the plot failed"):
+        train(colour_images, fake_module, out, epochs=5)
+    assert sorted(p.name for p in (out / "saved_model").iterdir()) == ["1"], "a failed run published a version"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["1"], "a failed run left its run folder"
+    monkeypatch.undo()
+    assert train(colour_images, fake_module, out, epochs=5).version == 2  # and the number is free again
 
 
 @pytest.mark.slow
@@ -122,9 +141,9 @@ def test_export_scores_equal_the_head_on_cached_features(colour_images, fake_mod
     by_shape = {tuple(shape): name for name, shape in reader.get_variable_to_shape_map().items()}
     kernel, bias = reader.get_tensor(by_shape[(8, 3)]), reader.get_tensor(by_shape[(3,)])
     paths = [e.path for e in scan.scan(colour_images, 10**8).examples]
-    extracted = extraction.extract(paths, module=resolve.load_info(str(fake_module)), image_size=32,
-                                   engine=engine, cache_dir=cache, batch_size=16, max_pixels=10**6,
-                                   workdir=tmp_path / "work")
+    extracted = extraction.extract(extraction.Extractor(
+        module=resolve.load_info(str(fake_module)), image_size=32, engine=engine, cache_dir=cache, batch_size=16,
+        max_pixels=10**6, workdir=tmp_path / "work"), paths)
     head_scores = tf.nn.softmax(extracted.matrix.read(np.arange(len(paths))) @ kernel + bias).numpy()
     images = preprocess.decode_batch(tf.constant([p.read_bytes() for p in paths]), 32, 10**6)
     served = loaded.signatures["serving_images"](images=images)["scores"].numpy()

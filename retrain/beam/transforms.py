@@ -27,7 +27,7 @@ METRICS = "retrain"  # namespace of the counters: cached, duplicates, extracted,
 
 
 def digest(path: str) -> tuple[str, str]:
-    """(SHA-256 hex of the file's bytes, path): the cache key retrain.extract.file_digest computes."""
+    """(SHA-256 hex of the file's bytes, path): the cache key retrain.features.extraction.file_digest computes."""
     sha = hashlib.sha256()
     with fs.open_binary(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):

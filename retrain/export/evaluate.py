@@ -69,13 +69,13 @@ def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | Non
     scores = np.array([o for _, o in scored], np.float32).reshape(len(scored), len(labels))
     out = Path(output) if output is not None else default_output(version, images)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = writers.write_reports(
-        out, labels=labels, splits={"test": writers.Scored(truth, scores, [e.rel for e, _ in scored])},
+    summaries = writers.write_report_files(
+        out, labels=labels, splits={"test": writers.Scored(truth, scores, [e.rel for e, _ in scored])}, judged="test",
         images_root=Path(images), facts={"model": str(version), "images": str(images), "skipped files": len(skipped)},
         title=f"retrain evaluate · {Path(images).resolve().name}")
     test = summaries["test"]
     writers.write_json(out / "metrics.json", {"test": test, "model": str(version), "images": str(images),
-                                             "skipped": len(skipped)})
+                                              "skipped": len(skipped)})
     per_class = {labels[k]: float(np.mean(scores[truth == k].argmax(1) == k)) for k in sorted(set(truth.tolist()))}
     return Evaluation(accuracy=test["accuracy"], count=len(truth), per_class=per_class, confusion=test["confusion"],
                       model_labels=labels, skipped=skipped, output=str(out))

@@ -143,3 +143,16 @@ def publish(model, folder: Path, *, labels: list[str], image_size: int, max_pixe
     except fs.AlreadyThere:
         raise RetrainError(f"export: found an existing {folder}, expected a new version number") from None
     return folder
+
+
+def promote(staged: Path, version_dir: Path) -> Path:
+    """Move a complete export into TF Serving's base path in one rename; never over an existing version.
+
+    The run exports into its own folder first and publishes only once its reports are written, so a
+    failure anywhere before leaves no version for TF Serving to load.
+    """
+    try:
+        fs.move_into_place(Path(staged), Path(version_dir))
+    except fs.AlreadyThere:
+        raise RetrainError(f"export: found an existing {version_dir}, expected a new version number") from None
+    return Path(version_dir)

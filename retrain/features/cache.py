@@ -37,19 +37,24 @@ KEY_DTYPE = np.dtype("S64")  # hex digests: ASCII, so no trailing-NUL trouble of
 SHARD_ROWS = 2048  # ~10 MB of 1280-wide features: a killed run loses at most this much work
 
 
+def _identity(module_id: str, fingerprint: str, image_size: int, preprocess_version: int) -> dict:
+    """Everything that decides the features of the same bytes: the one definition of a namespace."""
+    return {"module": module_id, "fingerprint": fingerprint, "image_size": int(image_size),
+            "preprocess": int(preprocess_version)}
+
+
 def namespace(module_id: str, fingerprint: str, image_size: int, preprocess_version: int) -> str:
     """A short hex name that changes whenever the features of the same bytes could change."""
-    ident = {"module": module_id, "fingerprint": fingerprint, "image_size": int(image_size),
-             "preprocess": int(preprocess_version)}
+    ident = _identity(module_id, fingerprint, image_size, preprocess_version)
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def for_module(cache_dir: PathLike, module_id: str, fingerprint: str, image_size: int,
                preprocess_version: int) -> FeatureCache:
-    """The namespace of one module (handle or path, and fingerprint) at one input size and preprocessing."""
-    ident = {"module": module_id, "fingerprint": fingerprint, "image_size": int(image_size),
-             "preprocess": int(preprocess_version)}
-    return FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+    """The namespace of one module (handle or path, and fingerprint) at one input size and preprocessing.
+    Anything else that changes the rows (an augmented view, a cut) extends the fingerprint."""
+    return FeatureCache(cache_dir, namespace(module_id, fingerprint, image_size, preprocess_version),
+                        describe=_identity(module_id, fingerprint, image_size, preprocess_version))
 
 
 FEATURES, KEYS = ".f32.npy", ".keys.npy"

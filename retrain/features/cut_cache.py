@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain.features.cache import FeatureCache, namespace
+from retrain.features.cache import FeatureCache, for_module
 from retrain.features.matrix import FeatureMatrix
 
 log = logging.getLogger(__name__)
@@ -23,16 +23,14 @@ SHARD_ROWS = 256  # 14x14x112 float32 is 88 KB a row: shards of ~22 MB
 def open_cut_cache(cache_dir: Path, module_id: str, fingerprint: str, image_size: int, preprocess_version: int,
                    cut: int) -> FeatureCache:
     """The namespace of the activations entering block `cut` of this module at this size."""
-    ident = {"module": module_id, "fingerprint": f"{fingerprint}+cut{cut}", "image_size": int(image_size),
-             "preprocess": int(preprocess_version)}
-    return FeatureCache(cache_dir, namespace(*ident.values()), describe=ident)
+    return for_module(cache_dir, module_id, f"{fingerprint}+cut{cut}", image_size, preprocess_version)
 
 
 def activations(bottom: Callable[[np.ndarray], np.ndarray], batches, keys: list[str] | None,
                 cache: FeatureCache | None, workdir: Path) -> tuple[FeatureMatrix, np.ndarray, tuple[int, ...]]:
     """(FeatureMatrix of the flattened activations, int32 labels [N], their shape [h, w, c]) of a set.
 
-    bottom: images [B, S, S, 3] -> activations [B, h, w, c]; batches: views.Batches yielding (images,
+    bottom: images [B, S, S, 3] -> activations [B, h, w, c]; batches: training.batches.Batches yielding (images,
     labels) in the order of keys (SHA-256 of each file). A batch whose keys are all cached is read, not
     run; others are run and written. Without cache or keys every batch runs. The matrix has len(batches)
     rows, of which the first N are filled, and is file-backed under workdir when large (Lite0's cut at

@@ -19,17 +19,37 @@ from tqdm import tqdm
 
 from retrain import stop
 from retrain.backbone import engines
+from retrain.backbone.resolve import ModuleInfo
 from retrain.features.cache import FeatureCache, for_module
 from retrain.features.matrix import FeatureMatrix
+from retrain.fs import PathLike
 from retrain.images import preprocess
 from retrain.images.decoding import Decoder, decode_ahead
 
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class Extractor:
+    """How an image file becomes a feature row: one value handed from step to step.
+
+    The module at one input size, the engine that runs it, the cache that keeps its rows (None with
+    --no-cache: rows are computed on every read), how many images go through at once, the decoding
+    limit, and the scratch folder where a matrix too large for memory is kept (the caller owns it).
+    """
+    module: ModuleInfo           # the frozen feature-vector module: .handle, .path, .fingerprint, .feature_dim
+    image_size: int              # square input side in pixels
+    engine: str                  # auto | litert | tf (config.ENGINES)
+    cache_dir: PathLike | None   # the content-addressed feature cache; None: no cache
+    batch_size: int              # images per decode and engine call
+    max_pixels: int              # largest width x height decoded
+    workdir: Path                # scratch for file-backed matrices
+
+
 @dataclasses.dataclass
 class Extraction:
-    """What extract() found: features of every path it could read, and why the others were skipped."""
+    """What extract() found: features of every path it could read, and why the others were skipped.
+    A features.source.FeatureSource."""
     matrix: FeatureMatrix             # float32 [len(paths), D]; rows of skipped files are zeros
     kept: np.ndarray                  # bool [len(paths)]: the row holds the file's features
     skipped: list[tuple[Path, str]]   # (path, one-line reason) of each file that did not decode
@@ -53,37 +73,46 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def open_cache(cache_dir, module, image_size: int, variant: str = "") -> FeatureCache:
-    """The cache namespace of this module at this size and preprocessing (the one Beam workers fill too);
-    a variant (an augmented view) extends the module's fingerprint, so it gets a namespace of its own."""
-    return for_module(cache_dir, module.handle or module.path, module.fingerprint + variant, image_size,
-                      preprocess.PREPROCESS_VERSION)
+def open_cache(extractor: Extractor, variant: str = "") -> FeatureCache:
+    """The cache namespace of the extractor's module at its size and preprocessing (the one Beam workers
+    fill too); a variant (an augmented view) extends the module's fingerprint: a namespace of its own."""
+    module = extractor.module
+    return for_module(extractor.cache_dir, module.handle or module.path, module.fingerprint + variant,
+                      extractor.image_size, preprocess.PREPROCESS_VERSION)
 
 
-def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_dir: Path | None,
-            batch_size: int, max_pixels: int, workdir: Path, variant: str = "", transform=None,
+def source(extractor: Extractor, paths: list[Path]) -> Extraction | LiveFeatures:
+    """Feature rows for paths: extracted once through the cache, or (no cache) computed on every read."""
+    if extractor.cache_dir is None:
+        runner = engines.open_engine(extractor.engine, extractor.module, extractor.image_size, extractor.batch_size)
+        decoder = Decoder(extractor.image_size, extractor.max_pixels)
+        return LiveFeatures(paths, runner, decoder, extractor.batch_size)
+    return extract(extractor, paths)
+
+
+def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", transform=None,
             digests: list[str] | None = None, name: str = "features") -> Extraction:
-    """Features of `paths` in their order, duplicates included, through the cache when cache_dir is set.
+    """Features of `paths` in their order, duplicates included, through the cache when the extractor has one.
 
-    module has .handle, .path (local SavedModel), .fingerprint and .feature_dim; engine is auto|litert|tf;
-    workdir is where a large matrix is kept (the caller owns it). Files that do not decode are skipped
-    (and logged once each); they are never cached, so a fixed file is picked up by the next run.
-    transform, with a variant naming it in the cache: decoded pixels float32 [n, S, S, 3] -> the same
-    shape, before the module (an augmented view). digests: the files' SHA-256 when the caller has them
-    (else read here); name: what the progress line calls these rows.
+    Files that do not decode are skipped (and logged once each); they are never cached, so a fixed
+    file is picked up by the next run. transform, with a variant naming it in the cache: decoded pixels
+    float32 [n, S, S, 3] -> the same shape, before the module (an augmented view). digests: the files'
+    SHA-256 when the caller has them (else read here); name: what the progress line calls these rows.
     """
     digests = digests if digests is not None else [file_digest(path) for path in paths]
     rows: dict[str, list[int]] = {}  # content digest -> every position holding those bytes
     for i, digest in enumerate(digests):
         rows.setdefault(digest, []).append(i)
-    cache = open_cache(cache_dir, module, image_size, variant) if cache_dir is not None else None
+    cache = open_cache(extractor, variant) if extractor.cache_dir is not None else None
     missing = [key for key in rows if cache is None or key not in cache]
     cached = [key for key in rows if cache is not None and key in cache]
     n_cached, n_missing = (sum(len(rows[k]) for k in keys) for keys in (cached, missing))
     log.info("%s: %s cached, %s to extract", name, f"{n_cached:,}", f"{n_missing:,}")
-    runner = engines.open_engine(engine, module, image_size, batch_size) if missing else None
+    module, size = extractor.module, extractor.image_size
+    runner = engines.open_engine(extractor.engine, module, size, extractor.batch_size) if missing else None
     dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
-    result = Extraction(FeatureMatrix(len(paths), dim, workdir), np.zeros(len(paths), bool), [], n_cached, 0, digests)
+    result = Extraction(FeatureMatrix(len(paths), dim, extractor.workdir), np.zeros(len(paths), bool), [],
+                        n_cached, 0, digests)
     if cached:
         for dest, features in cache.read([k for k in cached for _ in rows[k]], [r for k in cached for r in rows[k]]):
             result.matrix.put(dest, features)
@@ -91,8 +120,8 @@ def extract(paths: list[Path], *, module, image_size: int, engine: str, cache_di
     if missing:
         items = [(key, paths[rows[key][0]]) for key in missing]
         with cache.writer() if cache is not None else nullcontext() as writer:
-            for keys, features in run_batches(runner, items, image_size, batch_size, max_pixels, result.skipped,
-                                              transform):
+            for keys, features in run_batches(runner, items, size, extractor.batch_size, extractor.max_pixels,
+                                              result.skipped, transform):
                 dest = np.concatenate([rows[key] for key in keys])  # duplicates get their first path's row
                 result.matrix.put(dest, np.repeat(features, [len(rows[key]) for key in keys], axis=0))
                 result.kept[dest] = True
@@ -135,6 +164,7 @@ def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_si
 
 class LiveFeatures:
     """Features computed afresh on every read: the --no-cache way, the backbone on every image every epoch.
+    A features.source.FeatureSource.
 
     Reads like a FeatureMatrix (chunks), over the rows of `paths`; a file that does not decode is
     skipped with its reason the first time and left out of every later chunk.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from retrain.config import Config
 from retrain.errors import RetrainError
 from retrain.inputs import scan, skipped, split
 
@@ -21,28 +20,29 @@ class Inputs:
     skipped: list[tuple[str, str]]             # (path relative to --images, reason) found by the scan
 
 
-def read(config: Config) -> Inputs:
-    """Scan, apply --strict, split (or take --test-images as the test set)."""
-    found = scan.scan(config.images, config.max_pixels)
-    if config.strict and found.skipped:
+def read(images: Path, *, test_images: Path | None, validation_split: float, test_split: float, max_pixels: int,
+         strict: bool) -> Inputs:
+    """Scan --images, apply --strict, split (or take --test-images as the test set, test_split unused)."""
+    found = scan.scan(images, max_pixels)
+    if strict and found.skipped:
         rel, why = found.skipped[0]
         raise RetrainError(f"--strict: {len(found.skipped)} files would be skipped ({skipped.counts(found.skipped)});"
                            f" first: {skipped.printable(rel)}: {why}")
-    test_split = 0.0 if config.test_images is not None else config.test_split
-    parts = split.split_examples(found.examples, found.labels, config.validation_split, test_split).as_dict()
+    test_split = 0.0 if test_images is not None else test_split
+    parts = split.split_examples(found.examples, found.labels, validation_split, test_split).as_dict()
     if not parts["validation"]:
-        raise RetrainError(f"--images: {config.images} has one image per class; expected at least 2 per class "
+        raise RetrainError(f"--images: {images} has one image per class; expected at least 2 per class "
                            "so that some can be held out for validation")
-    if config.test_images is None:
-        return Inputs(found.labels, parts, Path(config.images), found.skipped)
-    tests = scan.scan(config.test_images, config.max_pixels)
+    if test_images is None:
+        return Inputs(found.labels, parts, Path(images), found.skipped)
+    tests = scan.scan(test_images, max_pixels)
     unknown = sorted(set(tests.labels) - set(found.labels))
     if unknown:
         raise RetrainError(f"--test-images: folders {', '.join(unknown)} are not classes of --images; "
                            f"expected some of {', '.join(found.labels)}")
     parts["test"] = [dataclasses.replace(e, label=found.labels.index(tests.labels[e.label])) for e in tests.examples]
-    outside = [(str(Path(config.test_images) / rel), why) for rel, why in tests.skipped]
-    return Inputs(found.labels, parts, Path(config.test_images), found.skipped + outside)
+    outside = [(str(Path(test_images) / rel), why) for rel, why in tests.skipped]
+    return Inputs(found.labels, parts, Path(test_images), found.skipped + outside)
 
 
 def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]]) -> list[tuple[str, str]]:

@@ -34,6 +34,12 @@ class Split:
         return {name: getattr(self, name) for name in SPLITS}
 
 
+def judged(sizes: dict[str, int]) -> str:
+    """The split the reports and the --min-accuracy gate judge: test when it holds images, else validation.
+    sizes: split name -> images with features."""
+    return "test" if sizes.get("test") else "validation"
+
+
 def group_key(rel: str) -> str:
     """The string hashed for one file: its relative POSIX path, cut before `_nohash_` in the file name."""
     folder, _, name = rel.rpartition("/")
@@ -43,7 +49,7 @@ def group_key(rel: str) -> str:
 
 
 def hash_fraction(key: str) -> float:
-    """A stable number in [0, 1): the first 8 bytes of sha256(key as UTF-8), as a fraction (as data.split)."""
+    """A stable number in [0, 1): the first 8 bytes of sha256(key as UTF-8), as a fraction."""
     # surrogateescape keeps file names that are not valid UTF-8 hashable (see FACTS: surrogate escapes).
     return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big") / 2**64
 

@@ -4,7 +4,6 @@ labels.txt, split.csv, metrics.json, run.json (the model card) and the reports o
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 import time
@@ -70,15 +69,17 @@ def _bytes_under(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def write_reports(result, config, scored: dict, history: list[dict], images_root: Path, image_size: int,
-                  latency_paths: list[Path]) -> tuple[dict[str, dict], dict]:
-    """report.html and its parts for the run; returns ({split: metrics summary}, {model_bytes, latency_ms})."""
+def write_run_reports(result, *, model_dir: Path, module_name: str, image_size: int, scored: dict,
+                      history: list[dict], images_root: Path, latency_paths: list[Path],
+                      tensorboard_dir: Path | None) -> tuple[dict[str, dict], dict]:
+    """report.html and its parts for the run, of the export in model_dir (result.saved_model_dir is where
+    it will be published); returns ({split: metrics summary}, {model_bytes, latency_ms})."""
     from retrain.reports import tensorboard
 
-    latency = tensorboard.median_latency_ms(result.saved_model_dir, [p.read_bytes() for p in latency_paths]) \
+    latency = tensorboard.median_latency_ms(model_dir, [p.read_bytes() for p in latency_paths]) \
         if latency_paths else None
-    size = _bytes_under(result.saved_model_dir)
-    facts = {"module": config.module, "image size": f"{image_size}x{image_size}", "classes": len(result.labels),
+    size = _bytes_under(model_dir)
+    facts = {"module": module_name, "image size": f"{image_size}x{image_size}", "classes": len(result.labels),
              "images": ", ".join(f"{sum(c.values())} {name}" for name, c in result.counts.items()),
              "kept epoch": result.epochs, "class weights": result.class_weight, "model": str(result.saved_model_dir),
              "published": "yes" if result.published else "no (below --min-accuracy)",
@@ -89,36 +90,38 @@ def write_reports(result, config, scored: dict, history: list[dict], images_root
         facts["augment"] = summary.augment_text(result.augment)
     if result.fine_tune:
         facts["fine-tune"] = summary.fine_tune_text(result.fine_tune)
-    summaries = writers.write_reports(result.run_dir, labels=result.labels,
-                                     splits={n: s for n, s in scored.items() if len(s.y_true)},
-                                     images_root=images_root, facts=facts, history=history,
-                                     kept_epoch=result.epochs, title=f"retrain · run {result.version}")
-    if config.tensorboard is not None:
-        log.info("TensorBoard scalars in %s", tensorboard.tensorboard_log(config.tensorboard, history))
+    summaries = writers.write_report_files(result.run_dir, labels=result.labels,
+                                           splits={n: s for n, s in scored.items() if len(s.y_true)},
+                                           judged=result.focus, images_root=images_root, facts=facts,
+                                           history=history, kept_epoch=result.epochs,
+                                           title=f"retrain · run {result.version}")
+    if tensorboard_dir is not None:
+        log.info("TensorBoard scalars in %s", tensorboard.tensorboard_log(tensorboard_dir, history))
     return summaries, {"model_bytes": size, "latency_ms": latency}
 
 
-def write_records(result, config, module, image_size: int, facts: dict, digests: list[str]) -> None:
+def write_records(result, *, options: dict, module, image_size: int, facts: dict, digests: list[str]) -> None:
     """labels.txt, metrics.json (one object per split, plus the keys earlier versions wrote) and run.json.
 
-    facts: what write_reports measured (model_bytes, latency_ms); digests: SHA-256 of every image file.
+    options: every option of the run by name (the Config's fields); module: backbone.resolve.ModuleInfo;
+    facts: what write_run_reports measured (model_bytes, latency_ms); digests: SHA-256 of every image file.
     """
     summaries = result.metrics
     fs.write_atomic(result.run_dir / "labels.txt", "".join(f"{label}\n" for label in result.labels))
     metrics = {"val_accuracy": summaries["validation"]["accuracy"], "epochs": result.epochs,
                "seconds": result.seconds["total"], "train_counts": result.train_counts,
-               "val_counts": result.val_counts, "module": config.module, "image_size": image_size,
+               "val_counts": result.val_counts, "module": options["module"], "image_size": image_size,
                "skipped": len(result.skipped), "tflite": result.tflite, **summaries, "counts": result.counts,
                **facts,
                "class_weight": result.class_weight, "focus": result.focus, "published": result.published,
                "fine_tune": result.fine_tune, "augment": result.augment}
     writers.write_json(result.run_dir / "metrics.json", metrics)
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     fingerprint = writers.data_fingerprint(result.run_dir / "split.csv", digests)
-    card = writers.run_card(module={"name": config.module, "path": module.path, "fingerprint": module.fingerprint},
-                           image_size=image_size, classes=result.labels, counts=result.counts, options=options,
-                           metrics=summaries, class_weight=result.class_weight, data_fingerprint=fingerprint,
-                           seconds=result.seconds, saved_model=str(result.saved_model_dir),
-                           published=result.published, skipped=result.skipped, tflite=result.tflite,
-                           features=result.features, fine_tune=result.fine_tune, augment=result.augment)
+    card = writers.run_card(module={"name": options["module"], "path": module.path, "fingerprint": module.fingerprint},
+                            image_size=image_size, classes=result.labels, counts=result.counts, options=options,
+                            metrics=summaries, class_weight=result.class_weight, data_fingerprint=fingerprint,
+                            seconds=result.seconds, saved_model=str(result.saved_model_dir),
+                            published=result.published, skipped=result.skipped, tflite=result.tflite,
+                            features=result.features, fine_tune=result.fine_tune, augment=result.augment)
     writers.write_json(result.run_dir / "run.json", card)

@@ -41,20 +41,20 @@ def as_lines(result) -> list[str]:
     return lines + [f"model: {result.saved_model_dir}", f"report: {result.run_dir / 'report.html'}"]
 
 
-# What --augment exported (tuning.choose's "kept"), in words.
+# What --augment exported (augmented.choose's "kept"), in words.
 AUGMENT_CHOICES = {"without": "the head trained without views", "with": "the head trained with views",
                    "average": "the average of the two heads"}
 
 
 def augment_text(report: dict) -> str:
-    """--augment's choice in words, from tuning.choose's report."""
+    """--augment's choice in words, from augmented.choose's report."""
     loss = report["val_loss"]
     return (f"validation loss {loss['without']:.4f} without views, {loss['with']:.4f} with {report['views']} per "
             f"image, {loss['average']:.4f} for their average; exported {AUGMENT_CHOICES[report['kept']]}")
 
 
 def fine_tune_text(report: dict) -> str:
-    """Phase 2 in words, from tuning.report."""
+    """Phase 2 in words, from finetune.report."""
     return (f"validation loss {report['before']['val_loss']:.4f} -> {report['after']['val_loss']:.4f}"
             + ("" if report["kept"] else "; not lower, so the phase-1 model was exported"))
 

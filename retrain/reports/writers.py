@@ -1,7 +1,7 @@
 """Report files of a run folder, written from plain values; every write is atomic.
 
 A file is written under a temporary name in its own folder and renamed over the final name, so a
-killed run leaves either the whole file or none (never half a report). write_reports() is the one
+killed run leaves either the whole file or none (never half a report). write_report_files() is the one
 call a run or `evaluate` makes; the other writers are its parts.
 """
 from __future__ import annotations
@@ -108,33 +108,32 @@ class Scored:
     paths: list[str]
 
 
-def write_reports(run_dir: Path, *, labels: list[str], splits: dict[str, Scored], images_root: Path,
-                  facts: dict, history: list[dict] | None = None, kept_epoch: int | None = None,
-                  title: str = "retrain report") -> dict[str, dict]:
+def write_report_files(run_dir: Path, *, labels: list[str], splits: dict[str, Scored], judged: str,
+                       images_root: Path, facts: dict, history: list[dict] | None = None,
+                       kept_epoch: int | None = None, title: str = "retrain report") -> dict[str, dict]:
     """Write every report file into run_dir and return {split name: metrics summary} for metrics.json.
 
-    The confusion matrix, misclassified list and thumbnails are of the test split, or validation when
-    there is no test split (the "focus" split, named in the page). Without history (evaluate) there
-    is no history.csv, training.png or curves section.
+    The confusion matrix, misclassified list and thumbnails are of the `judged` split (named in the
+    page; split.judged decides it). Without history (evaluate) there is no history.csv, training.png
+    or curves section.
     """
     from retrain.reports import html, plots
 
     run_dir = Path(run_dir)
     results = {name: metrics.compute(s.y_true, s.scores, labels) for name, s in splits.items() if len(s.y_true)}
-    focus = "test" if "test" in results else "validation" if "validation" in results else next(iter(results))
-    chosen, scored = results[focus], splits[focus]
+    chosen, scored = results[judged], splits[judged]
     write_confusion_csv(run_dir / "confusion_matrix.csv", chosen.confusion, labels)
     plots.confusion_png(run_dir / "confusion_matrix.png", chosen.confusion, labels)
     wrong = [(scored.paths[r], labels[t], labels[p], s) for r, t, p, s in chosen.misclassified]
     write_misclassified_csv(run_dir / "misclassified.csv", wrong)
-    pictures = {f"Confusion matrix ({focus})": run_dir / "confusion_matrix.png"}
+    pictures = {f"Confusion matrix ({judged})": run_dir / "confusion_matrix.png"}
     if history:
         write_history_csv(run_dir / "history.csv", history)
         plots.training_png(run_dir / "training.png", history, kept_epoch)
         pictures["Training curves (per epoch)"] = run_dir / "training.png"
     summaries = {name: result.summary for name, result in results.items()}
-    html.write_html(run_dir / "report.html", title=title, facts=facts, summaries=summaries, focus=focus,
-                           labels=labels, pictures=pictures, worst=wrong, images_root=Path(images_root))
-    log.debug("%s accuracy %.3f on %d images; report in %s", focus, chosen.summary["accuracy"],
-             chosen.summary["count"], run_dir / "report.html")
+    html.write_html(run_dir / "report.html", title=title, facts=facts, summaries=summaries, focus=judged,
+                    labels=labels, pictures=pictures, worst=wrong, images_root=Path(images_root))
+    log.debug("%s accuracy %.3f on %d images; report in %s", judged, chosen.summary["accuracy"],
+              chosen.summary["count"], run_dir / "report.html")
     return summaries

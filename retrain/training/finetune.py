@@ -24,32 +24,28 @@ import tensorflow as tf
 from retrain import stop
 from retrain.backbone import keras_models, resolve
 from retrain.backbone import trainable as bb
+from retrain.config import Config
 from retrain.errors import RetrainError
-from retrain.features import cut_cache, views
+from retrain.features import cut_cache
+from retrain.features.extraction import Extractor
 from retrain.images import preprocess
-from retrain.training import distribute
+from retrain.inputs.scan import Example
+from retrain.training import batches, distribute
 
 log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class FineTuneSettings:
-    # Top blocks of a module with blocks that train (with its final 1x1 conv); >= its block count (16 for
-    # Lite0) trains the whole backbone. 5: an epoch costs ~0.38 of a whole-backbone one, and on Fashion-MNIST
-    # 5 blocks at 3e-5 lifted t10k 0.875 -> 0.887 where 2 blocks changed nothing (docs/benchmarks.md).
-    layers: int = 5
-    # Adam step for phase 2. Measured on Fashion-MNIST (docs/benchmarks.md): 1e-5 never beat phase 1's
-    # validation loss (2 or 5 blocks), 3e-5 gained 1.2 points on t10k, 1e-4 overfit within 3 epochs (issue 11).
-    learning_rate: float = 3e-5
-    # Upper bound on phase-2 epochs; each is a pass over the training set through the trained part.
-    epochs: int = 5
+    # The options' defaults and their reasons live in config.Config (one home); the rest are phase 2's own.
+    layers: int = Config.fine_tune_layers
+    learning_rate: float = Config.fine_tune_learning_rate
+    epochs: int = Config.fine_tune_epochs
     # Epochs without a better validation loss before stopping; the best epoch's weights are restored.
     patience: int = 2
     # Images per step: 32 fits the activations of the top blocks of Lite0 in well under 1 GB.
     batch_size: int = 32
-    # Seeds the shuffling and dropout.
-    seed: int = 0
-    # float16 compute in the trained blocks (mixed_float16 on GPUs); on CPU only for correctness checks.
-    mixed_precision: bool = False
+    seed: int = Config.seed
+    mixed_precision: bool = Config.mixed_precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +61,7 @@ class Phase2:
     trained_blocks: int | None     # blocks that trained; None: the whole backbone
 
 
-def _plan(backbone, settings: FineTuneSettings, train: views.Batches, val: views.Batches, caches, workdir: Path):
+def _plan(backbone, settings: FineTuneSettings, train: batches.Batches, val: batches.Batches, caches, workdir: Path):
     """(forward(x) -> features, trained backbone variables, train batches, val batches, blocks or None).
 
     caches: None, or cut -> (FeatureCache, train keys, val keys) for the activations at the cut, which
@@ -88,8 +84,8 @@ def _plan(backbone, settings: FineTuneSettings, train: views.Batches, val: views
     top = [*backbone.blocks[cut:], backbone.head]
     variables = [v for m in top for v in m.trainable_variables]
     return ((lambda x: backbone.top(x, cut, training=False)), variables,
-            views.array_batches(x_train, y_train, settings.batch_size, settings.seed, shape),
-            views.array_batches(x_val, y_val, settings.batch_size, shape=shape), settings.layers)
+            batches.array_batches(x_train, y_train, settings.batch_size, settings.seed, shape),
+            batches.array_batches(x_val, y_val, settings.batch_size, shape=shape), settings.layers)
 
 
 class _Loop:
@@ -129,7 +125,7 @@ class _Loop:
         hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=1, output_type=tf.int32), y), tf.float32))
         return self.loss(y, scores) * tf.cast(tf.shape(y)[0], tf.float32), hits
 
-    def evaluate(self, batches: views.Batches) -> tuple[float, float]:
+    def evaluate(self, batches: batches.Batches) -> tuple[float, float]:
         """(mean cross-entropy, accuracy in [0, 1]) over the set, no dropout, batch norm in inference mode."""
         loss = hits = count = 0.0
         for x, y in batches():
@@ -142,7 +138,7 @@ class _Loop:
         return self.strategy.experimental_distribute_values_from_function(
             lambda ctx: tf.constant(rows[ctx.replica_id_in_sync_group::ctx.num_replicas_in_sync]))
 
-    def epoch(self, batches: views.Batches) -> None:
+    def epoch(self, batches: batches.Batches) -> None:
         replicas = self.strategy.num_replicas_in_sync
         for x, y in batches():
             if len(y) < replicas:  # a remainder too small to give every replica a row: left out
@@ -151,7 +147,7 @@ class _Loop:
                                                tf.constant(len(y), tf.int32)))
 
 
-def fine_tune(module_path: str, image_size: int, head, train: views.Batches, val: views.Batches,
+def fine_tune(module_path: str, image_size: int, head, train: batches.Batches, val: batches.Batches,
               settings: FineTuneSettings, cache_dir: Path | None = None,
               keys: tuple[list[str], list[str]] | None = None, *, workdir: Path) -> Phase2:
     """Phase 2 on the module at module_path with the phase-1 head (a tf_keras model: features -> softmax).
@@ -198,3 +194,27 @@ def fine_tune(module_path: str, image_size: int, head, train: views.Batches, val
     return Phase2(backbone=backbone, head=head, kept=best_epoch > 0, before=before, after=best, epochs=epoch,
                   seconds_per_epoch=float(np.mean(seconds[1:] or seconds or [0.0])), cut_seconds=cut_seconds,
                   trained_blocks=blocks)
+
+
+def phase_two(extractor: Extractor, head, kept: dict[str, list[Example]], digests: dict[Path, str],
+              settings: FineTuneSettings) -> Phase2:
+    """Phase-2 fine-tuning of the extractor's module with the phase-1 head (updated in place), on the
+    training and validation examples that kept features. digests: path -> SHA-256 of the file, keying
+    the cache of activations at the cut (kept in the extractor's cache; none without one); the
+    extractor's workdir holds activations too large for memory."""
+    sets = {name: batches.file_batches([e.path for e in kept[name]], [e.label for e in kept[name]],
+                                       extractor.image_size, extractor.max_pixels, FineTuneSettings.batch_size,
+                                       strict=True)
+            for name in ("train", "validation")}
+    keys = tuple([digests[e.path] for e in kept[name]] for name in ("train", "validation"))
+    return fine_tune(extractor.module.path, extractor.image_size, head, sets["train"], sets["validation"], settings,
+                     cache_dir=extractor.cache_dir, keys=keys, workdir=extractor.workdir)
+
+
+def report(phase2: Phase2 | None) -> dict | None:
+    """Phase 2 in plain values for metrics.json, run.json and the summary."""
+    if phase2 is None:
+        return None
+    return {"kept": phase2.kept, "before": {"val_loss": phase2.before[0], "val_accuracy": phase2.before[1]},
+            "after": {"val_loss": phase2.after[0], "val_accuracy": phase2.after[1]}, "epochs": phase2.epochs,
+            "trained_blocks": phase2.trained_blocks, "seconds_per_epoch": round(phase2.seconds_per_epoch, 1)}

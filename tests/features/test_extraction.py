@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.backbone import engines
 from retrain.errors import RetrainError
 from retrain.features import matrix
-from retrain.features.extraction import extract, file_digest
+from retrain.features.extraction import Extractor, extract, file_digest
 
 # retrain.backbone.resolve.ModuleInfo carries these fields; a stand-in keeps this file independent of module loading.
 Module = collections.namedtuple("Module", "handle path image_size feature_dim fingerprint")
@@ -33,10 +33,15 @@ def images(tmp_path) -> list[Path]:
     return sorted(write_images(tmp_path / "images", colour_set(4)).rglob("*.png"))
 
 
+def extractor(module, tmp_path, engine="tf", cache=True, image_size=SIZE, batch_size=5) -> Extractor:
+    return Extractor(module=module, image_size=image_size, engine=engine,
+                     cache_dir=tmp_path / "features" if cache else None, batch_size=batch_size,
+                     max_pixels=10_000_000, workdir=tmp_path / "work")
+
+
 def extraction(paths, module, tmp_path, engine="tf", cache=True, **kw):
-    return extract(list(paths), module=module, image_size=kw.pop("image_size", SIZE), engine=engine,
-                   cache_dir=tmp_path / "features" if cache else None, batch_size=kw.pop("batch_size", 5),
-                   max_pixels=10_000_000, workdir=tmp_path / "work", **kw)
+    made = extractor(module, tmp_path, engine, cache, kw.pop("image_size", SIZE), kw.pop("batch_size", 5))
+    return extract(made, list(paths), **kw)
 
 
 def run(paths, module, tmp_path, engine="tf", cache=True, **kw) -> np.ndarray:
@@ -210,10 +215,8 @@ def test_bundled_module_litert_matches_tensorflow(tmp_path):
     info = resolve.load_info("efficientnet_lite0")
     size = info.image_size or 224
     paths = sorted(write_images(tmp_path / "images", colour_set(3), size=40).rglob("*.png"))
-    kw = dict(module=info, image_size=size, cache_dir=None, batch_size=4, max_pixels=10_000_000,
-              workdir=tmp_path / "work")
-    lite = extract(paths, engine="litert", **kw).matrix.read(np.arange(len(paths)))
-    tf_features = extract(paths, engine="tf", **kw).matrix.read(np.arange(len(paths)))
+    lite = extract(extractor(info, tmp_path, "litert", False, size, 4), paths).matrix.read(np.arange(len(paths)))
+    tf_features = extract(extractor(info, tmp_path, "tf", False, size, 4), paths).matrix.read(np.arange(len(paths)))
     assert lite.shape == (len(paths), info.feature_dim)
     np.testing.assert_allclose(lite, tf_features, atol=1e-4)
 

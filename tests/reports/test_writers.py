@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_images
+from fake_data import write_images
 from retrain.reports import writers
 from retrain.reports.html import thumbnail_jpeg
-from retrain.reports.writers import Scored, write_reports
+from retrain.reports.writers import Scored, write_report_files
 
 TRICKY = ['a "quoted" <b>tag & more', "naïve café ☕", "plain"]
 
@@ -92,8 +92,8 @@ def test_write_reports_writes_every_file_and_escapes_labels(tmp_path):
     splits = {"train": scored_split(images, labels, 0), "test": scored_split(images, labels, 1)}
     run = tmp_path / "run"
     run.mkdir()
-    summaries = write_reports(run, labels=labels, splits=splits, images_root=images,
-                              facts={"module": "<fake>", "classes": labels}, history=history, kept_epoch=5)
+    summaries = write_report_files(run, labels=labels, splits=splits, judged="test", images_root=images,
+                                   facts={"module": "<fake>", "classes": labels}, history=history, kept_epoch=5)
     assert sorted(p.name for p in run.iterdir()) == ["confusion_matrix.csv", "confusion_matrix.png", "history.csv",
                                                       "misclassified.csv", "report.html", "training.png"]
     assert set(summaries) == {"train", "test"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import colour_set, random_label_set, write_images
+from fake_data import colour_set, random_label_set, write_images
 from retrain.cli import main
 
 REPORT_FILES = {"labels.txt", "split.csv", "metrics.json", "run.json", "report.html", "confusion_matrix.csv",

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import COLOURS
+from fake_data import COLOURS
 from retrain.backbone import keras_models, resolve
-from retrain.features import views
 from retrain.training import finetune
+from retrain.training.batches import array_batches
 from retrain.training.finetune import FineTuneSettings
 
 
@@ -25,7 +25,7 @@ def colour_arrays(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np
 
 def sets(n: int = 6, seed: int = 0):
     x, y = colour_arrays(n, seed=seed)
-    return views.array_batches(x[::2], y[::2], 4, seed=0), views.array_batches(x[1::2], y[1::2], 4)
+    return array_batches(x[::2], y[::2], 4, seed=0), array_batches(x[1::2], y[1::2], 4)
 
 
 def values(variables) -> list[np.ndarray]:
@@ -54,8 +54,8 @@ def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module, tmp_p
     x, y = colour_arrays(6)
     head_before = values(head.weights)
     # Validation labels contradict the training labels, so every step on the training set hurts it.
-    train = views.array_batches(x[::2], y[::2], 4, seed=0)
-    val = views.array_batches(x[1::2], (y[1::2] + 1) % 3, 4)
+    train = array_batches(x[::2], y[::2], 4, seed=0)
+    val = array_batches(x[1::2], (y[1::2] + 1) % 3, 4)
     result = finetune.fine_tune(str(fake_module), 16, head, train, val,
                                 FineTuneSettings(learning_rate=1e-1, epochs=3, patience=1), workdir=tmp_path)
     assert not result.kept and result.after == result.before
@@ -65,11 +65,11 @@ def test_phase_2_that_does_not_help_returns_phase_1_unchanged(fake_module, tmp_p
 
 def test_array_batches_cover_every_row_once_in_a_fresh_order():
     x, y = np.arange(10)[:, None], np.arange(10)
-    batches = views.array_batches(x, y, 3, seed=0)
+    batches = array_batches(x, y, 3, seed=0)
     first = [row for _, b in batches() for row in b]
     second = [row for _, b in batches() for row in b]
     assert sorted(first) == sorted(second) == list(range(10)) and first != second
-    assert [len(b) for _, b in views.array_batches(x, y, 3)()] == [3, 3, 3, 1]
+    assert [len(b) for _, b in array_batches(x, y, 3)()] == [3, 3, 3, 1]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def lite0_path() -> str:
 def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path, tmp_path):
     x, y = colour_arrays(4, size=32)
     head = keras_models.build_head(1280, 3, 0.2)
-    batches = views.array_batches(x, y, 4, seed=0)
-    result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 4),
+    batches = array_batches(x, y, 4, seed=0)
+    result = finetune.fine_tune(lite0_path, 32, head, batches, array_batches(x, y, 4),
                                 FineTuneSettings(layers=2, learning_rate=1e-3, epochs=2, patience=2),
                                 workdir=tmp_path)
     assert result.trained_blocks == 2 and result.kept
@@ -102,8 +102,8 @@ def test_lite0_top_blocks_train_with_batch_norm_in_inference_mode(lite0_path, tm
 def test_mixed_precision_trains_the_top_in_float16(lite0_path, tmp_path):
     x, y = colour_arrays(8, size=32)
     head = keras_models.build_head(1280, 3, 0.0)
-    batches = views.array_batches(x, y, 2, seed=0)
-    result = finetune.fine_tune(lite0_path, 32, head, batches, views.array_batches(x, y, 8),
+    batches = array_batches(x, y, 2, seed=0)
+    result = finetune.fine_tune(lite0_path, 32, head, batches, array_batches(x, y, 8),
                                 FineTuneSettings(layers=1, learning_rate=1e-3, epochs=3, patience=3,
                                                  mixed_precision=True), workdir=tmp_path)
     assert np.isfinite(result.after[0]) and result.kept and result.after[0] < result.before[0]
@@ -133,7 +133,7 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
 
     from click.testing import CliRunner
 
-    from conftest import colour_set, write_images
+    from fake_data import colour_set, write_images
     from retrain.cli import main
     from retrain.reports.summary import AUGMENT_CHOICES
 
@@ -162,9 +162,9 @@ def test_the_whole_recipe_from_the_command_line(tmp_path, fake_module):
 
 def test_views_mix_with_the_originals_in_every_chunk(tmp_path, monkeypatch):
     from retrain.features import matrix as matrices
-    from retrain.training.tuning import WithViews
+    from retrain.features.views import WithViews
 
-    class Source:  # what features.extract returns, reduced to what WithViews reads
+    class Source:  # what extraction.extract returns, reduced to what WithViews reads
         def __init__(self, matrix):
             self.matrix, self.kept, self.dim = matrix, np.ones(len(matrix), bool), matrix.dim
 
@@ -189,8 +189,8 @@ def test_views_mix_with_the_originals_in_every_chunk(tmp_path, monkeypatch):
 
 def test_augment_exports_the_head_with_the_lowest_validation_loss(tmp_path):
     from retrain.features.matrix import FeatureMatrix
+    from retrain.training.augmented import choose
     from retrain.training.trainer import train_head
-    from retrain.training.tuning import choose
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 300).astype(np.int32)

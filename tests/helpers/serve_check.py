@@ -1,8 +1,8 @@
 """Check an export against the serving contract in a process that imports only TensorFlow.
 
-    python tests/serve_check.py VERSION_DIR SAMPLES_DIR [--only check,check]
+    python tests/helpers/serve_check.py VERSION_DIR SAMPLES_DIR [--only check,check]
 
-SAMPLES_DIR holds <name>.bin sample files and expect.json (tests/serving_fixture.py writes them).
+SAMPLES_DIR holds <name>.bin sample files and expect.json (tests/helpers/serving_fixture.py writes them).
 Run as a script it refuses to import tf_keras, tensorflow_hub and retrain, as a bare TF Serving
 image would, then prints one JSON line {check: "ok" or "FAIL: why"} and exits 1 if any failed.
 The animated-WebP and huge-image checks can kill a process, which is why they run here.

@@ -5,7 +5,7 @@
 truncations, insertions and deletions. Run as a script, this file feeds them to
 preprocess.decode_resize in this process: decoding can abort a process (FACTS.md: animated WebP),
 so test_formats runs it as a subprocess and reads the verdict. Before each decode the input is
-saved to OUT/last.bin, so a crash leaves its culprit behind. Usage: python tests/fuzz_decode.py OUT N
+saved to OUT/last.bin, so a crash leaves its culprit behind. Usage: python tests/helpers/fuzz_decode.py OUT N
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def test_retrain_runs_on_an_exported_module(exported_fake, colour_images, tmp_pa
     done = subprocess.run([sys.executable, "-m", "retrain", "--images", str(colour_images), "--module",
                            str(exported_fake), "--output", str(tmp_path / "out"), "--image-size", "32",
                            "--epochs", "30"], check=False, capture_output=True, text=True, env=env,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "out" / "saved_model" / "1" / "saved_model.pb").is_file()
 

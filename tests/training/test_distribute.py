@@ -11,7 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.cli import main
 
 pytestmark = pytest.mark.slow  # real worker processes, each importing TensorFlow

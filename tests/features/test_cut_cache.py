@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrain.features import cut_cache, matrix, views
+from retrain.features import cut_cache, matrix
+from retrain.training.batches import array_batches
 
 
 def counting_bottom(calls: list):
@@ -18,10 +19,10 @@ def test_second_pass_reads_the_cache_and_gives_the_same_rows(tmp_path, monkeypat
     images = np.random.default_rng(0).uniform(size=(7, 8, 8, 3)).astype(np.float32)
     labels = np.arange(7) % 3
     keys = [f"{i:064x}" for i in range(7)]
-    batches = views.array_batches(images, labels, 3)
+    batches = array_batches(images, labels, 3)
     calls: list = []
     first, y, shape = cut_cache.activations(counting_bottom(calls), batches, keys,
-                                           cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
+                                            cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
     assert sum(calls) == 7 and shape == (4, 4, 3) and first.path is not None and len(first) == 7
     rows = first.read(np.arange(7)).reshape(7, *shape)
     np.testing.assert_array_equal(rows, images[:, ::2, ::2, :] * 2.0)
@@ -30,7 +31,7 @@ def test_second_pass_reads_the_cache_and_gives_the_same_rows(tmp_path, monkeypat
         counting_bottom(calls), batches, keys, cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path / "w")
     assert sum(calls) <= 1 and shape_again == shape  # at most one image, to learn the activation shape
     assert np.array_equal(again.read(np.arange(7)), first.read(np.arange(7))) and np.array_equal(y_again, labels)
-    shaped = [x for x, _ in views.array_batches(again, y_again, 4, shape=shape)()]
+    shaped = [x for x, _ in array_batches(again, y_again, 4, shape=shape)()]
     assert [x.shape for x in shaped] == [(4, 4, 4, 3), (3, 4, 4, 3)] and np.array_equal(np.concatenate(shaped), rows)
 
 
@@ -43,6 +44,6 @@ def test_another_cut_or_module_is_another_namespace(tmp_path):
 def test_without_keys_every_batch_runs(tmp_path):
     images = np.zeros((4, 8, 8, 3), np.float32)
     calls: list = []
-    x, y, shape = cut_cache.activations(counting_bottom(calls), views.array_batches(images, np.zeros(4), 2), None,
-                                       cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path)
+    x, y, shape = cut_cache.activations(counting_bottom(calls), array_batches(images, np.zeros(4), 2), None,
+                                        cut_cache.open_cut_cache(tmp_path, "m", "fp", 8, 1, 11), tmp_path)
     assert calls == [2, 2] and x.shape == (4, 48) and shape == (4, 4, 3) and y.dtype == np.int32

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import retrain
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LABELS = ['blue <"sky">', "grün", "red"]  # the page must escape and still show them

@@ -1,6 +1,6 @@
 """The per-file verdict: formats named by content, kept files decode in TensorFlow, mutated bytes never crash.
 
-The decoder fuzz runs in a subprocess (tests/fuzz_decode.py): if TensorFlow aborted on some input,
+The decoder fuzz runs in a subprocess (tests/helpers/fuzz_decode.py): if TensorFlow aborted on some input,
 the test would fail naming the saved input instead of taking pytest down with it.
 """
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzz_decode import mutants
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from corpus import build_corpus, ycck_jpeg
+from fuzz_decode import mutants
 from retrain.inputs import formats, scan
 from serving_fixture import encode
 
-TESTS = Path(__file__).parent
+HELPERS = Path(__file__).parents[1] / "helpers"
 
 
 @pytest.mark.parametrize("head, kind, name", [
@@ -90,8 +90,8 @@ def test_the_verdict_on_mutated_bytes_is_keep_or_one_line_reason(tmp_path, blob)
 
 @pytest.mark.slow
 def test_decoder_on_mutated_bytes_decodes_or_refuses_and_agrees_with_the_scan(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    result = subprocess.run([sys.executable, str(TESTS / "fuzz_decode.py"), str(tmp_path), "300"], env=env,
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS.parents[1]), str(HELPERS)])}
+    result = subprocess.run([sys.executable, str(HELPERS / "fuzz_decode.py"), str(tmp_path), "300"], env=env,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, (f"decoder fuzz exited {result.returncode}; the input it was decoding is "
                                     f"{tmp_path / 'last.bin'}\n{result.stderr[-3000:]}")

@@ -1,6 +1,6 @@
 """The serving contract (README, "Serving the model"), checked in a fresh process that imports only TensorFlow.
 
-tests/serve_check.py runs once per session against the shared export; each of its checks is one
+tests/helpers/serve_check.py runs once per session against the shared export; each of its checks is one
 test here, so a failure names the contract point. The last tests prove serve_check fails loudly.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 import serve_check
 
-SCRIPT = Path(__file__).with_name("serve_check.py")
+SCRIPT = Path(__file__).parents[1] / "helpers" / "serve_check.py"
 
 
 def run_script(version_dir: Path, samples_dir: Path, *extra: str) -> tuple[int, dict, str]:
@@ -74,7 +74,7 @@ def test_a_retrain_runs_newest_version_passes_every_check(serving_export, fake_m
     import tensorflow as tf
 
     import retrain
-    from conftest import colour_set, write_images
+    from fake_data import colour_set, write_images
     from retrain.images.preprocess import decode_resize
     from serving_fixture import IMAGE_SIZE, MAX_PIXELS, solid_images
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import write_images
+from fake_data import write_images
 from retrain.backbone import resolve
 from retrain.beam.worker import WorkerSpec, decode_items, open_worker_engine, worker_module
 from retrain.errors import RetrainError

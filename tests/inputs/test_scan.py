@@ -11,8 +11,8 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import colour_set, write_images
 from corpus import build_corpus
+from fake_data import colour_set, write_images
 from retrain.errors import RetrainError
 from retrain.inputs import scan as scanning
 from retrain.inputs.split import split_examples

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.inputs import scan
 from retrain.inputs.scan import Example
 from retrain.inputs.split import group_key, split_examples, write_split_csv

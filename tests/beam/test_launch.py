@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import retrain.beam
-from conftest import colour_set, write_images
+from fake_data import colour_set, write_images
 from retrain.backbone import engines
 from retrain.cli import main
 from retrain.features.cache import for_module
@@ -37,7 +37,7 @@ with a name that is not UTF-8."""
     shutil.copy(images / "red" / "000.png", images / "red" / "copy.png")
     (images / "blue" / BROKEN).write_bytes(BAD)
     result = launch.extract(images, root / "cache", str(fake_module), runner="direct", workers=2, image_size=SIZE,
-                          batch_size=5, engine="auto")
+                            batch_size=5, engine="auto")
     return root, images, result
 
 
@@ -65,13 +65,13 @@ def test_counts_say_what_happened(beam_run):
 
 @pytest.mark.slow
 def test_beam_features_equal_a_local_extraction(beam_run, fake_module, tmp_path):
-    from retrain.features.extraction import extract, file_digest
+    from retrain.features.extraction import Extractor, extract, file_digest
 
     root, images, _ = beam_run
     paths = _good(images)
     info = _module_info(fake_module)
-    local = extract(paths, module=info, image_size=SIZE, engine="tf", cache_dir=None, batch_size=7,
-                    max_pixels=10_000_000, workdir=tmp_path).matrix.read(np.arange(len(paths)))
+    local = extract(Extractor(module=info, image_size=SIZE, engine="tf", cache_dir=None, batch_size=7,
+                              max_pixels=10_000_000, workdir=tmp_path), paths).matrix.read(np.arange(len(paths)))
     cache = for_module(root / "cache", info.handle or info.path, info.fingerprint, SIZE, preprocess.PREPROCESS_VERSION)
     cached = np.full_like(local, np.nan)
     for rows, features in cache.read([file_digest(p) for p in paths], list(range(len(paths)))):
@@ -81,7 +81,7 @@ def test_beam_features_equal_a_local_extraction(beam_run, fake_module, tmp_path)
 
 @pytest.mark.slow
 def test_a_local_run_afterwards_extracts_nothing_and_writes_nothing(beam_run, fake_module, tmp_path, monkeypatch):
-    from retrain.features.extraction import extract
+    from retrain.features.extraction import Extractor, extract
 
     root, images, _ = beam_run
     before = _cache_files(root / "cache")
@@ -89,8 +89,9 @@ def test_a_local_run_afterwards_extracts_nothing_and_writes_nothing(beam_run, fa
     def fail(*args, **kwargs):
         raise AssertionError("the backbone ran although Beam cached every feature")
     monkeypatch.setattr(engines, "open_engine", fail)
-    result = extract(_good(images), module=_module_info(fake_module), image_size=SIZE, engine="auto",
-                     cache_dir=root / "cache", batch_size=5, max_pixels=10_000_000, workdir=tmp_path)
+    result = extract(Extractor(module=_module_info(fake_module), image_size=SIZE, engine="auto",
+                               cache_dir=root / "cache", batch_size=5, max_pixels=10_000_000, workdir=tmp_path),
+                     _good(images))
     assert (result.cached, result.extracted) == (37, 0) and result.matrix.shape == (37, 8)
     assert np.isfinite(result.matrix.read(np.arange(37))).all()
     assert _cache_files(root / "cache") == before
