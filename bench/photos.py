@@ -217,11 +217,9 @@ def agreement(model_dir: str, photos: list[Path], latency_photo: Path) -> dict:
             "max_tv": float(np.max(tv)), "latency_ms": float(np.median(times))}
 
 
-def format_costs(photo: Path) -> str:
+def format_costs(photo: Path, before: Path | None) -> str:
     """A markdown table: CPU ms of preprocess.decode_resize per image (one thread, best of 3) by format and
     size, from one generated photo saved in each format and size."""
-    import resource
-
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -231,7 +229,8 @@ def format_costs(photo: Path) -> str:
     decode = tf.function(lambda b: preprocess.decode_resize(b, SIZE, 100_000_000),
                          input_signature=[tf.TensorSpec([], tf.string)])
     source = Image.open(photo).convert("RGB")
-    lines = ["| picture | format | file MB | CPU ms per image | peak RSS growth MB |", "|---|---|---:|---:|---:|"]
+    lines = ["| picture | format | file MB | CPU ms per image | decode peak MB | before: decode peak MB |",
+             "|---|---|---:|---:|---:|---:|"]
     for width, height in ((4032, 3024), (1600, 1200), (640, 480), (8160, 6120)):
         image = source.resize((width, height), Image.BICUBIC) if (width, height) != source.size else source
         for fmt, options in (("JPEG", {"quality": 90}), ("PNG", {"compress_level": 1}), ("WEBP", {"quality": 90}),
@@ -241,17 +240,51 @@ def format_costs(photo: Path) -> str:
             buffer = io.BytesIO()
             (image.convert("P") if fmt == "GIF" else image).save(buffer, fmt, **options)
             data = tf.constant(buffer.getvalue())
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             decode(data)
+            peaks = ["", ""]
+            if width in (4032, 8160) and fmt in ("JPEG", "PNG"):
+                peaks = [f"{decode_peak_mb(buffer.getvalue(), tree):.0f}" if tree else "" for tree in (ROOT, before)]
             best = float("inf")
             for _ in range(3):
                 start = time.process_time()
                 decode(data)
                 best = min(best, time.process_time() - start)
-            grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
             lines.append(f"| {width} x {height} ({width * height / 1e6:.1f} MP) | {fmt} | "
-                         f"{len(buffer.getvalue()) / 1e6:.1f} | {best * 1000:.0f} | {grew:.0f} |")
+                         f"{len(buffer.getvalue()) / 1e6:.1f} | {best * 1000:.0f} | "
+                         f"{peaks[0]} | {peaks[1]} |")
     return "\n".join(lines)
+
+
+_PEAK_CHILD = """
+import sys, io
+import tensorflow as tf
+from PIL import Image
+from retrain.images import preprocess
+decode = tf.function(lambda b: preprocess.decode_resize(b, 224, 100_000_000),
+                     input_signature=[tf.TensorSpec([], tf.string)])
+for fmt in ("JPEG", "PNG"):  # trace every branch on small files first
+    small = io.BytesIO(); Image.new("RGB", (300, 300)).save(small, fmt); decode(tf.constant(small.getvalue()))
+data = tf.constant(open(sys.argv[1], "rb").read())
+def status(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
+open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM (the peak) to the current RSS
+base = status("VmRSS:")
+decode(data)
+print((status("VmHWM:") - base) / 1024)
+"""
+
+
+def decode_peak_mb(data: bytes, tree: Path = ROOT) -> float:
+    """How far one decode_resize (the code at tree) of data raises a fresh process's peak RSS (MB)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile() as file:
+        file.write(data)
+        file.flush()
+        env = dict(os.environ, PYTHONPATH=str(tree), TF_CPP_MIN_LOG_LEVEL="3")
+        done = subprocess.run([sys.executable, "-c", _PEAK_CHILD, file.name], capture_output=True, text=True,
+                              check=True, cwd=tree, env=env)
+    return float(done.stdout.split()[-1])
 
 
 def machine() -> str:
@@ -272,7 +305,7 @@ def main() -> None:
     parser.add_argument("--costs", action="store_true", help="only the table of decode cost by format and size")
     args = parser.parse_args()
     if args.costs:
-        print(format_costs(make_phone_set(args.work / "phone", 1)[0]))
+        print(format_costs(make_phone_set(args.work / "phone", 1)[0], args.before))
         return
     if args.before is None:
         parser.error("--before: a checkout of the code to compare with is needed (git worktree add /tmp/before rooms)")
