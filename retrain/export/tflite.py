@@ -103,7 +103,7 @@ def _info(kind: str, image_size: int) -> dict:
     return {"model": "model.tflite", "signature": IMAGES_SIGNATURE, "kind": kind,
             "input": {"name": "images", "shape": [-1, image_size, image_size, 3], "dtype": "float32",
                       "normalisation": "RGB in [0, 1]: pixel / 255 (uint16: / 65535), gray copied to RGB, "
-                                       "alpha composited on white, bilinear resize"},
+                                       "alpha composited on white, antialiased bilinear resize (e.g. Pillow BILINEAR)"},
             "output": {"name": "scores", "dtype": "float32", "labels": "labels.txt, same order"}}
 
 
