@@ -57,7 +57,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 _MEANINGLESS = (
     ("cache_dir", lambda p: p["no_cache"], "with --no-cache, which reads and writes no cache", "one of the two"),
     ("test_split", lambda p: p["test_images"] is not None, "with --test-images, the test set", "one of the two"),
-    ("max_export_drop", lambda p: p["tflite"] is None, "without --tflite, whose drop it bounds", "--tflite KIND too"),
+    ("max_export_drop", lambda p: p["tflite"] is None and not p["onnx"], "without --tflite or --onnx, whose drop it "
+     "bounds", "--tflite KIND or --onnx too"),
     ("augment", lambda p: p["no_cache"], "with --no-cache; views are computed once and cached", "one of the two"),
     ("augment_views", lambda p: not p["augment"], "without --augment, whose views it counts", "--augment too"),
     *((name, lambda p: not p["fine_tune"], "without --fine-tune, which it sets", "--fine-tune too")

@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 from pathlib import Path
 
 from retrain.errors import RetrainError
 
 ENGINES = ("auto", "litert", "tf")
-TFLITE_KINDS = ("float32", "float16", "int8")
+TFLITE_KINDS = ("float32", "float16", "int8", "uint8")  # uint8: full integer, uint8 in and out, batch 1
 CLASS_WEIGHTS = ("auto", "balanced", "none")
+ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")  # what --onnx imports: the onnx extra
+
+
+def missing_onnx_extra() -> None:
+    """Raise RetrainError naming the extra to install unless every module of --onnx can be imported."""
+    missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RetrainError(f"--onnx: {', '.join(missing)} not installed; expected the onnx extra "
+                           "(pip install 'retrain[onnx]')")
 
 
 def cache_home() -> Path:
@@ -66,7 +76,9 @@ class Config:
     max_pixels: int = 50_000_000
     # Also write runs/N/model.tflite of this kind (None: no TFLite file).
     tflite: str | None = None
-    # Largest accuracy drop of the TFLite file versus the SavedModel, in percentage points.
+    # Also write runs/N/model.onnx (needs the onnx extra: tf2onnx, onnx, onnxruntime).
+    onnx: bool = False
+    # Largest accuracy drop of the TFLite (and ONNX) file versus the SavedModel, in percentage points.
     max_export_drop: float = 1.0
     # Publish only when test accuracy (validation without a test set) reaches this, in [0, 1]; None: always.
     min_accuracy: float | None = None
@@ -125,6 +137,8 @@ class Config:
             raise RetrainError(f"--engine: found {self.engine!r}, expected one of {', '.join(ENGINES)}")
         if self.tflite is not None and self.tflite not in TFLITE_KINDS:
             raise RetrainError(f"--tflite: found {self.tflite!r}, expected one of {', '.join(TFLITE_KINDS)}")
+        if self.onnx:  # before any work: a missing extra is found at once, not after training
+            missing_onnx_extra()
         if self.augment_views < 1 or self.fine_tune_layers < 1 or self.fine_tune_epochs < 1:
             raise RetrainError("--augment-views, --fine-tune-layers, --fine-tune-epochs: expected at least 1")
         if self.export_module is not None and Path(self.export_module).exists():

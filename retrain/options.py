@@ -27,8 +27,10 @@ TRAINING = {
     "--cache-dir": ("text", "Feature cache folder, local or gs://... [default: ~/.cache/retrain/features]."),
     "--engine": (ENGINES, "Backbone engine: auto is TensorFlow on a GPU, else LiteRT, else TensorFlow."),
     "--max-pixels": ("count", "Largest width x height accepted in training and by the served model."),
-    "--tflite": (TFLITE_KINDS, "Also write runs/N/model.tflite of this kind."),
-    "--max-export-drop": ("points", "With --tflite: largest accuracy drop in points (else exit 3)."),
+    "--tflite": (TFLITE_KINDS, "Also write runs/N/model.tflite of this kind, with metadata (labels, "
+                               "normalisation) for MediaPipe; uint8: full integer, uint8 in and out, batch 1."),
+    "--onnx": ("flag", "Also write runs/N/model.onnx (onnxruntime, onnxruntime-web); needs retrain[onnx]."),
+    "--max-export-drop": ("points", "With --tflite or --onnx: largest accuracy drop in points (else exit 3)."),
     "--min-accuracy": ("fraction", "Exit 3 unpublished if test (else validation) accuracy is below it."),
     "--class-weight": (CLASS_WEIGHTS, "Weight the loss by inverse class frequency (auto: when the largest class "
                                       "is over 1.5x the smallest)."),

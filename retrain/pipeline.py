@@ -43,6 +43,10 @@ class Result:
     features: dict | None = None  # {"cached", "extracted"} rows of the feature cache; None with --no-cache
     fine_tune: dict | None = None  # with --fine-tune: kept, validation loss/accuracy before and after, epochs
     augment: dict | None = None   # with --augment: kept (without/average/with), views, validation loss/accuracy
+    onnx: dict | None = None      # with --onnx: both accuracies, drop in points, changed answers
+    # A --tflite/--onnx file that failed to convert or lost more than --max-export-drop: raised by run() once
+    # the SavedModel is published and the reports written, so a failed conversion never costs the model.
+    export_error: RetrainError | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def val_accuracy(self) -> float:
@@ -82,6 +86,8 @@ def run(config: Config) -> Result:
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # a failed run leaves no half-written folder
         raise
+    if result.export_error is not None:
+        raise result.export_error
     if result.saved_model_dir is not None and not result.published:
         accuracy = result.metrics[result.focus]["accuracy"]
         raise RetrainError(f"--min-accuracy: {result.focus} accuracy {accuracy:.4f} is below {config.min_accuracy:g}; "
@@ -142,8 +148,13 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     published = config.min_accuracy is None or accuracy >= config.min_accuracy
     staged = _export(config, module, image_size, labels, trained.fit, run_dir / "saved_model",
                      trained.kept["validation"], {f"{judged}_accuracy": accuracy})
-    lite = _tflite(config, staged, run_dir, image_size, trained.kept["train"], trained.kept[judged]) \
-        if config.tflite else None
+    lite, onnx, export_error = None, None, None
+    try:
+        lite = _tflite(config, staged, run_dir, image_size, trained.kept["train"], trained.kept[judged]) \
+            if config.tflite else None
+        onnx = _onnx(config, staged, run_dir, image_size, trained.kept[judged]) if config.onnx else None
+    except RetrainError as e:  # the converted file failed, not the model: publish it, then say so
+        export_error = e
     clock.lap("export")
     skips = found.skipped + gather.relative(examples, source.skipped)
     if source.skipped:
@@ -153,8 +164,9 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
         counts={name: _counts(labels, s.y_true) for name, s in trained.scored.items()},
         saved_model_dir=config.output_dir / "saved_model" / str(version) if published else staged,
         published=published, focus=judged, epochs=trained.fit.epoch, class_weight=trained.weighting, tflite=lite,
+        onnx=onnx,
         features={"cached": source.cached, "extracted": source.extracted} if config.use_cache else None,
-        fine_tune=finetune.report(tuned), augment=trained.augment)
+        fine_tune=finetune.report(tuned), augment=trained.augment, export_error=export_error)
     summaries, facts = run_folder.write_run_reports(
         result, model_dir=staged, module_name=config.module, image_size=image_size, scored=trained.scored,
         history=trained.fit.history, images_root=found.test_root if judged == "test" else Path(config.images),
@@ -233,6 +245,15 @@ def _tflite(config: Config, saved: Path, run_dir: Path, image_size: int, train: 
     return tflite.export_checked(saved, run_dir, config.tflite, train_paths=[e.path for e in train],
                                  val_paths=[e.path for e in judged], val_labels=[e.label for e in judged],
                                  image_size=image_size, max_pixels=config.max_pixels, max_drop=config.max_export_drop)
+
+
+def _onnx(config: Config, saved: Path, run_dir: Path, image_size: int, judged: list[Example]) -> dict:
+    """runs/N/model.onnx, checked against the SavedModel on the judged split like the TFLite file."""
+    from retrain.export import onnx_export
+
+    return onnx_export.export_checked(saved, run_dir, val_paths=[e.path for e in judged],
+                                      val_labels=[e.label for e in judged], image_size=image_size,
+                                      max_pixels=config.max_pixels, max_drop=config.max_export_drop)
 
 
 def _counts(labels: list[str], y: np.ndarray) -> dict[str, int]:

@@ -1,14 +1,20 @@
-"""The exported serving_images signature -> a LiteRT (TFLite) flatbuffer, and scores from one.
+"""The exported serving_images signature -> a LiteRT (TFLite) flatbuffer with metadata, and scores from one.
 
 Only serving_images converts: it takes float pixels, so it holds no decode, string or TensorList
-ops. The converted model keeps float32 input and output for every kind, so callers feed the same
-[N, H, W, 3] pixels in [0, 1] as to the SavedModel.
+ops. float32, float16 and int8 keep float32 input and output, so callers feed the same [N, H, W, 3]
+pixels in [0, 1] as to the SavedModel. uint8 is the full-integer file for edge accelerators (Edge TPU,
+NPUs): uint8 input (the camera's bytes: the input scale is pinned to 1/255, zero point 0), uint8 output
+(probability = byte / 256) and a fixed batch of 1, since their compilers refuse dynamic shapes.
+Every file carries TFLite metadata (tflite_metadata.py): image input with mean 0 / std 255 and the
+labels file, so MediaPipe's ImageClassifier and the TFLite Task Library open it given only its path.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,20 +23,22 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.core.protobuf import saved_model_pb2
 
-from retrain import fs, native, stop
+from retrain import fs, native, stop, version
 from retrain.config import TFLITE_KINDS
 from retrain.errors import RetrainError
+from retrain.export import parity, tflite_metadata
 from retrain.export.assets import IMAGES_SIGNATURE
 
 log = logging.getLogger(__name__)
 
-_BATCH = 64  # images per interpreter call: bounds memory on large sets
+_BATCH = parity.BATCH
+QUANTISED = ("int8", "uint8")  # the kinds calibrated on training images
 
 
 def _check_calibration(calibration, image_size: int) -> np.ndarray:
     images = np.asarray(calibration, dtype=np.float32) if calibration is not None else np.zeros((0,))
     if images.ndim != 4 or images.shape[0] < 1 or images.shape[1:] != (image_size, image_size, 3):
-        raise RetrainError(f"int8 calibration images: found shape {images.shape}, "
+        raise RetrainError(f"int8/uint8 calibration images: found shape {images.shape}, "
                            f"expected [M >= 1, {image_size}, {image_size}, 3] float32 in [0, 1]")
     return images
 
@@ -44,44 +52,101 @@ def _image_size(saved_model_dir: Path) -> int:
     return int(signature.inputs["images"].tensor_shape.dim[1].size)
 
 
-def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration: np.ndarray | None) -> Path:
-    """Convert the serving_images signature of saved_model_dir; write out_path atomically; return it.
+def _labels(saved_model_dir: Path) -> list[str]:
+    return json.loads((Path(saved_model_dir) / "assets.extra" / "export_info.json").read_text("utf-8"))["labels"]
 
-    kind: float32 (same numbers), float16 (weights halved in size, computed in float32 on CPU) or
-    int8 (weights and activations, calibrated on `calibration`: float32 [M, H, W, 3] in [0, 1]).
-    Only TFLITE_BUILTINS ops are allowed: a conversion needing Select TF ops fails here.
-    """
-    if kind not in TFLITE_KINDS:
-        raise RetrainError(f"--tflite: found {kind!r}, expected one of {', '.join(TFLITE_KINDS)}")
-    started = time.perf_counter()
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=[IMAGES_SIGNATURE])
+
+def _batch_one(saved_model_dir: Path, image_size: int, workdir: Path) -> Path:
+    """A SavedModel whose serving_images takes exactly [1, S, S, 3] (what the TFLite converter saves
+    internally for a concrete function anyway, but there under the name serving_default)."""
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    serve = loaded.signatures[IMAGES_SIGNATURE]
+    fixed = tf.function(lambda images: serve(images=images)).get_concrete_function(
+        tf.TensorSpec([1, image_size, image_size, 3], tf.float32, name="images"))
+    tf.saved_model.save(loaded, str(workdir / "batch1"), signatures={IMAGES_SIGNATURE: fixed})
+    return workdir / "batch1"
+
+
+def _converter(saved_model_dir: Path, kind: str, calibration, image_size: int, workdir: Path):
+    source = _batch_one(saved_model_dir, image_size, workdir) if kind == "uint8" else saved_model_dir
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(source), signature_keys=[IMAGES_SIGNATURE])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if kind == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif kind == "int8":
-        images = _check_calibration(calibration, _image_size(saved_model_dir))
+    elif kind in QUANTISED:
+        images = _check_calibration(calibration, image_size)
+        if kind == "uint8":
+            # A black and a white frame pin the input range to exactly [0, 1], so the input's uint8 scale is
+            # 1/255 with zero point 0: a camera byte is then the quantised pixel with no arithmetic.
+            images = np.concatenate([images, np.zeros_like(images[:1]), np.ones_like(images[:1])])
+            converter.inference_input_type = converter.inference_output_type = tf.uint8
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image[np.newaxis]] for image in images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration: np.ndarray | None) -> Path:
+    """Convert the serving_images signature of saved_model_dir; write out_path atomically; return it.
+
+    kind: float32 (same numbers), float16 (weights halved in size, computed in float32 on CPU),
+    int8 (weights and activations, calibrated on `calibration`: float32 [M, H, W, 3] in [0, 1]) or
+    uint8 (int8 inside, uint8 input and output, batch 1; same calibration).
+    Only TFLITE_BUILTINS ops are allowed: a conversion needing Select TF ops fails here, as a
+    RetrainError naming the converter's first line; nothing else is touched then.
+    """
+    if kind not in TFLITE_KINDS:
+        raise RetrainError(f"--tflite: found {kind!r}, expected one of {', '.join(TFLITE_KINDS)}")
+    started = time.perf_counter()
+    image_size = _image_size(saved_model_dir)
     log.info("converting to a %s TFLite model (takes seconds)", kind)
-    flatbuffer = converter.convert()
-    fs.write_atomic(Path(out_path), flatbuffer)
+    with tempfile.TemporaryDirectory(prefix=".tflite-", dir=Path(out_path).parent) as workdir:
+        try:
+            flatbuffer = _converter(saved_model_dir, kind, calibration, image_size, Path(workdir)).convert()
+        except RetrainError:  # bad calibration images: already one line about the user's input
+            raise
+        except Exception as e:  # ConverterError (an Exception of its own), ValueError, RuntimeError, ...
+            # The converter's message is pages of MLIR; the op list is the part a user can act on.
+            select = re.search(r"TF Select ops: (.+)", str(e))
+            reason = f"ops with no LiteRT builtin: {select.group(1).strip()}" if select else parity.first_line(e)
+            raise RetrainError(f"--tflite {kind}: the TFLite converter failed on {saved_model_dir}: {reason}; "
+                               "the SavedModel is kept") from e
+    labels = _labels(saved_model_dir)
+    info = tflite_metadata.ClassifierInfo(
+        name="retrain image classifier",
+        description=f"Classifies an RGB image into one of {len(labels)} labels ({kind} TFLite model, "
+                    f"converted from {Path(saved_model_dir).name} by retrain {version.__version__})",
+        version=Path(saved_model_dir).name, image_size=image_size, labels=labels)
+    fs.write_atomic(Path(out_path), tflite_metadata.attach(flatbuffer, info))
     log.debug("wrote %s (%.1f MB) in %.1f s", out_path, len(flatbuffer) / 1e6, time.perf_counter() - started)
     return Path(out_path)
 
 
 def tflite_scores(tflite_path: Path, images: np.ndarray) -> np.ndarray:
-    """Scores float32 [N, K] for images float32 [N, H, W, 3] in [0, 1] (N may be 0)."""
+    """Scores float32 [N, K] for images float32 [N, H, W, 3] in [0, 1] (N may be 0), of any kind: a
+    quantised input is fed through its scale and zero point, a quantised output read back through its own,
+    and a fixed batch of 1 is fed image by image."""
     with native.quiet():
         interpreter = Interpreter(model_path=str(tflite_path), num_threads=os.cpu_count() or 1)
     runner = interpreter.get_signature_runner(IMAGES_SIGNATURE)
-    expected = runner.get_input_details()["images"]["shape_signature"]
+    source, target = runner.get_input_details()["images"], runner.get_output_details()["scores"]
+    expected = source["shape_signature"]
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(expected[1:]):
         raise RetrainError(f"images: found shape {images.shape}, expected [N, {', '.join(map(str, expected[1:]))}]")
-    classes = int(runner.get_output_details()["scores"]["shape"][-1])
-    chunks = [np.array(runner(images=images[i:i + _BATCH])["scores"]) for i in range(0, len(images), _BATCH)]
+    classes, batch = int(target["shape"][-1]), (1 if expected[0] == 1 else _BATCH)
+
+    def run(chunk: np.ndarray) -> np.ndarray:
+        scale, zero = source["quantization"]
+        if source["dtype"] != np.float32:
+            info = np.iinfo(source["dtype"])
+            chunk = np.clip(np.round(chunk / scale + zero), info.min, info.max).astype(source["dtype"])
+        out = np.array(runner(images=chunk)["scores"])
+        scale, zero = target["quantization"]
+        return (out.astype(np.float32) - zero) * scale if target["dtype"] != np.float32 else out
+
+    chunks = [run(images[i:i + batch]) for i in range(0, len(images), batch)]
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, classes), np.float32)
 
 
@@ -89,22 +154,20 @@ CALIBRATION_IMAGES = 100  # int8 calibration: enough for stable activation range
 INFO_FILE = "tflite_info.json"  # beside model.tflite; not export_info.json, which is the SavedModel's
 
 
-def _decoded(paths: list[Path], image_size: int, max_pixels: int):
-    """(float32 [<=_BATCH, S, S, 3], indices into paths) batches, decoded exactly as for training."""
-    from retrain.images.decoding import Decoder
-
-    decode, skipped = Decoder(image_size, max_pixels), []
-    for start in range(0, len(paths), _BATCH):
-        images, good = decode(paths[start:start + _BATCH], skipped)
-        yield images, [start + i for i in good]
-
-
 def _info(kind: str, image_size: int) -> dict:
+    batch = 1 if kind == "uint8" else -1
+    pixels = ("uint8 RGB bytes 0-255 as they come from the camera (quantisation scale 1/255, zero point 0)"
+              if kind == "uint8" else "RGB in [0, 1]: pixel / 255 (uint16: / 65535)")
+    scores = "uint8: probability = value / 256" if kind == "uint8" else "float32 probabilities"
     return {"model": "model.tflite", "signature": IMAGES_SIGNATURE, "kind": kind,
-            "input": {"name": "images", "shape": [-1, image_size, image_size, 3], "dtype": "float32",
-                      "normalisation": "RGB in [0, 1]: pixel / 255 (uint16: / 65535), gray copied to RGB, "
-                                       "alpha composited on white, antialiased bilinear resize (e.g. Pillow BILINEAR)"},
-            "output": {"name": "scores", "dtype": "float32", "labels": "labels.txt, same order"}}
+            "input": {"name": "images", "shape": [batch, image_size, image_size, 3],
+                      "dtype": "uint8" if kind == "uint8" else "float32",
+                      "normalisation": f"{pixels}, gray copied to RGB, alpha composited on white, "
+                                       "antialiased bilinear resize"},
+            "output": {"name": "scores", "dtype": "uint8" if kind == "uint8" else "float32", "scores": scores,
+                       "labels": "labels.txt, same order (also inside model.tflite as TFLite metadata)"},
+            "metadata": {"normalisation": {"mean": 0, "std": 255}, "labels_file": "labels.txt",
+                         "min_parser_version": tflite_metadata.MIN_PARSER_VERSION}}
 
 
 def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_paths: list[Path],
@@ -120,27 +183,17 @@ def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_pat
     """
     out_path = Path(run_dir) / "model.tflite"
     calibration = None
-    if kind == "int8":
+    if kind in QUANTISED:
         step = max(1, len(train_paths) // CALIBRATION_IMAGES)
-        calibration = np.concatenate([images for images, _ in _decoded(
+        calibration = np.concatenate([images for images, _ in parity.decoded(
             train_paths[::step][:CALIBRATION_IMAGES], image_size, max_pixels)])
     export_tflite(saved_model_dir, out_path, kind, calibration)
     stop.check()
-    serve = tf.saved_model.load(str(saved_model_dir)).signatures[IMAGES_SIGNATURE]
-    hits_saved = hits_lite = changed = count = 0
-    labels = np.asarray(val_labels)
-    for images, rows in _decoded(val_paths, image_size, max_pixels):
-        truth, count = labels[rows], count + len(rows)
-        saved_answer = serve(images=tf.constant(images))["scores"].numpy().argmax(1)
-        lite_answer = tflite_scores(out_path, images).argmax(1)
-        hits_saved += int(np.sum(saved_answer == truth))
-        hits_lite += int(np.sum(lite_answer == truth))
-        changed += int(np.sum(saved_answer != lite_answer))
-    saved_acc, lite_acc = hits_saved / max(count, 1), hits_lite / max(count, 1)
-    report = {"kind": kind, "tflite_accuracy": lite_acc, "saved_model_accuracy": saved_acc,
-              "drop_points": round(100 * (saved_acc - lite_acc), 3), "images": count, "changed_answers": changed}
-    log.info("TFLite %s: %d of %d images changed their answer (accuracy %.3f against %.3f)", kind, changed, count,
-             lite_acc, saved_acc)
+    check = parity.compare(saved_model_dir, lambda images: tflite_scores(out_path, images), val_paths, val_labels,
+                           image_size, max_pixels)
+    report = {"kind": kind, "tflite_accuracy": check.pop("accuracy"), **check}
+    log.info("TFLite %s: %d of %d images changed their answer (accuracy %.3f against %.3f)", kind,
+             report["changed_answers"], report["images"], report["tflite_accuracy"], report["saved_model_accuracy"])
     fs.write_atomic(Path(run_dir) / INFO_FILE, json.dumps(_info(kind, image_size) | {"check": report}, indent=2) + "\n")
     if report["drop_points"] > max_drop:
         raise RetrainError(f"--max-export-drop: the {kind} TFLite model {out_path} lost {report['drop_points']:.2f} "

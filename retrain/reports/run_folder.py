@@ -90,6 +90,10 @@ def write_run_reports(result, *, model_dir: Path, module_name: str, image_size: 
         facts["augment"] = summary.augment_text(result.augment)
     if result.fine_tune:
         facts["fine-tune"] = summary.fine_tune_text(result.fine_tune)
+    if result.tflite:
+        facts[f"tflite ({result.tflite['kind']})"] = summary.export_text(result.tflite, "tflite_accuracy")
+    if result.onnx:
+        facts["onnx"] = summary.export_text(result.onnx, "onnx_accuracy")
     summaries = writers.write_report_files(result.run_dir, labels=result.labels,
                                            splits={n: s for n, s in scored.items() if len(s.y_true)},
                                            judged=result.focus, images_root=images_root, facts=facts,
@@ -111,7 +115,8 @@ def write_records(result, *, options: dict, module, image_size: int, facts: dict
     metrics = {"val_accuracy": summaries["validation"]["accuracy"], "epochs": result.epochs,
                "seconds": result.seconds["total"], "train_counts": result.train_counts,
                "val_counts": result.val_counts, "module": options["module"], "image_size": image_size,
-               "skipped": len(result.skipped), "tflite": result.tflite, **summaries, "counts": result.counts,
+               "skipped": len(result.skipped), "tflite": result.tflite, "onnx": result.onnx, **summaries,
+               "counts": result.counts,
                **facts,
                "class_weight": result.class_weight, "focus": result.focus, "published": result.published,
                "fine_tune": result.fine_tune, "augment": result.augment}
@@ -123,5 +128,6 @@ def write_records(result, *, options: dict, module, image_size: int, facts: dict
                             metrics=summaries, class_weight=result.class_weight, data_fingerprint=fingerprint,
                             seconds=result.seconds, saved_model=str(result.saved_model_dir),
                             published=result.published, skipped=result.skipped, tflite=result.tflite,
-                            features=result.features, fine_tune=result.fine_tune, augment=result.augment)
+                            onnx=result.onnx, features=result.features, fine_tune=result.fine_tune,
+                            augment=result.augment)
     writers.write_json(result.run_dir / "run.json", card)

@@ -11,7 +11,8 @@ def as_json(result) -> dict:
             "version": result.version, "focus": result.focus,
             "accuracy": {name: m["accuracy"] for name, m in result.metrics.items()},
             "epochs": result.epochs, "class_weight": result.class_weight, "most_confused": focus["most_confused"],
-            "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "seconds": result.seconds,
+            "counts": result.counts, "skipped": len(result.skipped), "tflite": result.tflite, "onnx": result.onnx,
+            "seconds": result.seconds,
             "features": result.features, "fine_tune": result.fine_tune, "augment": result.augment}
 
 
@@ -34,10 +35,9 @@ def as_lines(result) -> list[str]:
     if result.fine_tune:
         lines.append(f"fine-tune: {fine_tune_text(result.fine_tune)}")
     if result.tflite:
-        lite = result.tflite
-        lines.append(f"tflite ({lite['kind']}): accuracy {lite['tflite_accuracy']:.3f} against "
-                     f"{lite['saved_model_accuracy']:.3f}; {lite['changed_answers']} of {lite['images']} "
-                     "answers changed")
+        lines.append(f"tflite ({result.tflite['kind']}): {export_text(result.tflite, 'tflite_accuracy')}")
+    if result.onnx:
+        lines.append(f"onnx: {export_text(result.onnx, 'onnx_accuracy')}")
     return lines + [f"model: {result.saved_model_dir}", f"report: {result.run_dir / 'report.html'}"]
 
 
@@ -78,3 +78,10 @@ def evaluation_lines(result) -> list[str]:
     return ([f"accuracy: {result.accuracy:.4f} on {result.count} images"]
             + [f"  {label:<24} {accuracy:.3f}" for label, accuracy in result.per_class.items()]
             + [f"report: {result.output}/report.html"])
+
+
+def export_text(check: dict, key: str) -> str:
+    """A converted file's check against the SavedModel (tflite.export_checked, onnx_export.export_checked)."""
+    return (f"accuracy {check[key]:.3f} against {check['saved_model_accuracy']:.3f} "
+            f"(drop {check['drop_points']:.2f} points); {check['changed_answers']} of {check['images']} "
+            "answers changed")

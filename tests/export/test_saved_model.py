@@ -175,7 +175,7 @@ def test_tflite_float32_converts_with_builtins_and_matches(serving_export, loade
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,atol", [("float16", 2e-2), ("int8", 0.15)])
+@pytest.mark.parametrize("kind,atol", [("float16", 2e-2), ("int8", 0.15), ("uint8", 0.15)])
 def test_tflite_reduced_kinds_stay_close(serving_export, loaded, tmp_path, kind, atol):
     images = solid_images()
     out = export_tflite(serving_export.version_dir, tmp_path / f"{kind}.tflite", kind, images)
