@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/retrain: pyproject.toml setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,beam,onnx,mediapipe]'
+	$(BIN)/python -m pip install --quiet -e '.[test,beam,onnx,mediapipe,serve]'
 	touch $@
 
 demo: $(BIN)/retrain

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -80,12 +81,23 @@ def _refuse_ignored(ctx: click.Context) -> None:
             raise click.UsageError(f"--{name.replace('_', '-')}: found it {found}; expected {expected}")
 
 
+class _Finite(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (a range check lets nan through: every comparison is False)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 # Value rules of retrain.options, as click types (click checks ranges and choices at the boundary).
 _KINDS = {"path": click.Path(path_type=Path), "folder": click.Path(file_okay=False, path_type=Path), "text": str,
-          "int": int, "count": click.IntRange(min=1), "side": click.IntRange(min=8),
-          "share": click.FloatRange(0, 1, max_open=True), "fraction": click.FloatRange(0, 1),
-          "open share": click.FloatRange(0, 1, min_open=True, max_open=True),
-          "rate": click.FloatRange(min=0, min_open=True), "points": click.FloatRange(min=0)}
+          "int": click.IntRange(*options.INT_RANGE), "count": click.IntRange(1, options.INT_RANGE[1]),
+          "side": click.IntRange(*options.SIDE_RANGE),
+          "share": _Finite(0, 1, max_open=True), "fraction": _Finite(0, 1),
+          "open share": _Finite(0, 1, min_open=True, max_open=True),
+          "rate": _Finite(min=0, min_open=True), "points": _Finite(min=0)}
 
 
 def _training_options(*flags: str):
@@ -198,3 +210,49 @@ def extract_command(pipeline_args: tuple[str, ...], **given) -> None:
         raise RetrainError('extract: Apache Beam is not installed; expected `pip install "retrain[beam]"`') from None
 
     click.echo(summary.extraction_line(launch.extract(pipeline_args=list(pipeline_args), **given)))
+
+
+@main.command("serve")
+@click.argument("model_base", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="TCP port (TF Serving's REST port); 0 picks a free one.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 lets other machines in (there is no authentication).")
+@click.option("--name", default="model", show_default=True, help="Model name in the URLs: /v1/models/NAME:predict.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=64, show_default=True,
+              help="Largest request body; a larger one is answered HTTP 413.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=D.max_pixels, show_default=True,
+              help="Largest width x height of an image in a request (read from its header, before decoding).")
+@click.option("-v", "--verbose", count=True, help="One log line per request.")
+@click.pass_context
+def serve_command(ctx: click.Context, model_base: Path, port: int, host: str, name: str, max_body_mb: float,
+                  max_pixels: int, verbose: int) -> None:
+    """Serve MODEL_BASE (a saved_model/ folder, or a run's output folder) with TF Serving's REST API.
+
+    \b
+    The newest version answers by default; new versions are picked up while serving. Open the printed
+    URL to drop images on a page; clients use http://HOST:PORT/v1/models/NAME:predict as with TF Serving.
+    """
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        raise RetrainError(f'serve: {error.name} is not installed; expected `pip install "retrain[serve]"`') from None
+    from retrain.serve import server
+
+    base = server.find_base(model_base)  # before TensorFlow's start-up lines, so an error stands alone
+    native.import_tensorflow()
+    from retrain.serve.app import Limits
+
+    def ready(url: str, store) -> None:
+        click.echo(f"serving model {name!r} from {store.base} at {url} (Ctrl-C stops)", err=True)
+        click.echo(url)  # alone on stdout, for scripts
+
+    limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_pixels=max_pixels,
+                    log_requests=verbose > 0 or ctx.find_root().params.get("verbose", 0) > 0)
+    server.serve(base, name=name, host=host, port=port, limits=limits, on_ready=ready)
+    try:
+        stop.check()
+    except stop.Stopped as stopped:
+        click.echo("stopped serving", err=True)
+        sys.exit(stopped.exit_code)

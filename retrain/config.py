@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -113,6 +114,7 @@ class Config:
 
     def __post_init__(self) -> None:
         # Cross-field and range rules live here so the Python API checks what the CLI checks.
+        self._check_finite()
         if not 0.0 < self.validation_split < 1.0:
             raise RetrainError(f"--validation-split: found {self.validation_split}, expected a number between 0 and 1")
         if not 0.0 <= self.test_split < 1.0 or self.validation_split + self.test_split >= 1.0:
@@ -145,6 +147,15 @@ class Config:
             raise RetrainError(f"--export-module: {self.export_module} already exists; expected a new folder name")
         if self.max_pixels < 1:
             raise RetrainError(f"--max-pixels: found {self.max_pixels}, expected a positive number")
+
+    def _check_finite(self) -> None:
+        """nan passes every range test below (each comparison is False), inf most: refuse both first."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RetrainError(f"--{field.name.replace('_', '-')}: found {value}, expected a finite number")
+        if not 0 <= self.seed < 2**31:
+            raise RetrainError(f"--seed: found {self.seed}, expected 0 <= seed < 2**31")
 
     @property
     def output_dir(self) -> Path:

@@ -42,10 +42,17 @@ def reason(error: BaseException) -> str:
     return (line or type(error).__name__)[:MAX_REASON]
 
 
+# Characters that move the cursor or end a line (C0, DEL, C1, Unicode line and paragraph separators).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def printable(text) -> str:
-    """Text (a path, a line naming one) as valid UTF-8: bytes of a file name that are not UTF-8 (Python's
-    surrogate escapes) become \\xNN, so the text can be logged, printed or written anywhere."""
-    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """Text (a path, a line naming one) as one line of valid UTF-8: bytes of a file name that are not UTF-8
+    (Python's surrogate escapes) become \\xNN, and control characters \\n, \\r, \\t or \\xNN (\\uNNNN),
+    so a name can neither split nor overwrite the line it is logged, printed or written in."""
+    text = str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return CONTROL.sub(lambda m: _NAMED.get(m[0]) or m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def skip_line(path, why: str) -> str:

@@ -15,6 +15,7 @@ temp object, so a reader never sees half a file there either.
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
 import io
 import logging
@@ -87,6 +88,20 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     with atomic_file(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def csv_bytes(rows) -> bytes:
+    """The bytes of a CSV file every writer of the project uses: UTF-8, RFC 4180 (CRLF line ends).
+
+    Read back with Python's csv module (`open(path, encoding="utf-8", errors="surrogateescape",
+    newline="")`) every cell is exactly what was written, whatever a file name holds: a comma, a quote,
+    CR or LF (such cells are quoted; with "\n" alone as the line end the csv module leaves CR bare),
+    and bytes that are not UTF-8 (Python's surrogate escapes, written back as the original bytes).
+    Cells starting with =, +, - or @ are not altered: exact names are the contract (README).
+    """
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue().encode("utf-8", "surrogateescape")
 
 
 @contextlib.contextmanager

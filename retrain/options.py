@@ -2,13 +2,17 @@
 
 Data, not code: cli.py turns each rule into a click type (a tuple is a choice) and takes each default
 from the Config field of the same name, so a new option is one line here and one field there.
-Rules: flag (on/off), path, folder, text, int, count (>= 1), side (>= 8 pixels), share ([0, 1)),
-open share ((0, 1)), fraction ([0, 1]), rate (> 0), points (>= 0).
+Rules: flag (on/off), path, folder, text, int (INT_RANGE), count (1 to INT_RANGE's top), side (SIDE_RANGE
+pixels), share ([0, 1)), open share ((0, 1)), fraction ([0, 1]), rate (> 0), points (>= 0); every number
+is finite (nan and inf are refused with the usage error, exit 2).
 """
 from __future__ import annotations
 
 from retrain.config import CLASS_WEIGHTS, ENGINES, TFLITE_KINDS
 from retrain.training.distribute import STRATEGIES
+
+INT_RANGE = (0, 2**31 - 1)  # seeds and counts: what TensorFlow's int32 sizes and NumPy's seeds take
+SIDE_RANGE = (8, 8192)  # --image-size in pixels: a larger square input is no sensible backbone's
 
 TRAINING = {
     "--images": ("path", "Folder with one sub-folder of images per class."),

@@ -14,6 +14,7 @@ import numpy as np
 from retrain import native
 from retrain.config import Config
 from retrain.errors import RetrainError
+from retrain.export.server_config import write_server_config
 from retrain.inputs import gather, scan, split
 from retrain.inputs.scan import Example
 from retrain.reports import metrics, run_folder
@@ -78,6 +79,9 @@ def run(config: Config) -> Result:
     step leaves no version under saved_model/ and removes its run folder.
     """
     clock = run_folder.Clock()
+    gather.check_places({"--images": config.images, "--test-images": config.test_images},
+                        {"--output": config.output_dir, "--tensorboard": config.tensorboard,
+                         "--cache-dir": config.cache_dir, "--export-module": config.export_module})
     found = gather.read(config.images, test_images=config.test_images, validation_split=config.validation_split,
                         test_split=config.test_split, max_pixels=config.max_pixels, strict=config.strict)
     version, run_dir = run_folder.reserve(config.output_dir)
@@ -156,7 +160,7 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     except RetrainError as e:  # the converted file failed, not the model: publish it, then say so
         export_error = e
     clock.lap("export")
-    skips = found.skipped + gather.relative(examples, source.skipped)
+    skips = found.skipped + gather.relative(examples, source.skipped, Path(config.images))
     if source.skipped:
         scan.write_skipped_csv(run_dir / "skipped.csv", skips)
     result = Result(
@@ -174,6 +178,7 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     result = dataclasses.replace(result, metrics=summaries, seconds=clock.lap("report"))
     run_folder.write_records(result, options=dataclasses.asdict(config), module=module, image_size=image_size,
                              facts=facts, digests=source.digests)
+    write_server_config(config.output_dir)  # models.config, batching_parameters.txt: for TF Serving's docker run
     if published:  # last: TF Serving sees the version only once everything about it is written
         saved_model.promote(staged, result.saved_model_dir)
     return result

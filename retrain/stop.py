@@ -4,14 +4,17 @@ A Python exception raised straight from a signal handler can land inside TensorF
 native code, which turns it into an error of its own (a LiteRT "initialization failed", a decode
 error that would skip a good image). So once install() has run, the first signal only sets a flag,
 and the long loops call check() between batches, epochs and stages, where raising is safe; a second
-signal raises at once, for the impatient. Without install() (the Python API) nothing changes.
+signal raises at once, for the impatient; inside immediate() (the scan) the first one does. Without
+install() (the Python API) nothing changes.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # what shells report for a process ended by the signal
 _asked: list[int] = []
+_at_once: list[bool] = []  # non-empty inside immediate(): the first signal raises
 
 
 class Stopped(BaseException):
@@ -24,9 +27,21 @@ class Stopped(BaseException):
 
 
 def _handler(signum, frame) -> None:
-    if _asked:
+    if _asked or _at_once:
         raise Stopped(signum)
     _asked.append(signum)
+
+
+@contextlib.contextmanager
+def immediate():
+    """Inside, the first signal raises Stopped at once: for plain-Python stages such as the scan, where no
+    native code can be interrupted and nothing is half-written."""
+    check()
+    _at_once.append(True)
+    try:
+        yield
+    finally:
+        _at_once.pop()
 
 
 def install() -> None:

@@ -12,7 +12,7 @@ FRONT = {"__init__", "__main__", "cli", "options", "pipeline"}  # flags -> Confi
 BASE = {"errors", "stop", "native", "fs", "config", "version"}  # what every room may use
 # Rooms in order: a room imports the base, itself and rooms before it, never one after it (images/ never
 # reaches into training/; reports/ writes plain values and so needs none of the TensorFlow rooms).
-ROOMS = ("inputs", "images", "backbone", "features", "reports", "training", "export", "beam")
+ROOMS = ("inputs", "images", "backbone", "features", "reports", "training", "export", "beam", "serve")
 
 
 def _modules() -> dict[str, Path]:

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from corpus import build_corpus
 from fake_data import COLOURS, colour_set, write_images
 from retrain.cli import main
-from retrain.inputs.skipped import printable
 
 
 def invoke(*args):
@@ -37,9 +36,10 @@ def test_a_messy_folder_trains_as_well_as_its_good_images_and_names_exactly_the_
     clean_accuracy = accuracy_of(clean, fake_module, tmp_path / "clean-out", tests)
     messy_accuracy = accuracy_of(messy, fake_module, tmp_path / "messy-out", tests)
     assert messy_accuracy >= clean_accuracy - 0.01
-    with open(tmp_path / "messy-out" / "runs" / "1" / "skipped.csv", newline="", encoding="utf-8") as handle:
+    with open(tmp_path / "messy-out" / "runs" / "1" / "skipped.csv", newline="", encoding="utf-8",
+              errors="surrogateescape") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["path"] for row in rows} == {printable(rel) for rel in corpus["expected_skipped"]}
+    assert {row["path"] for row in rows} == corpus["expected_skipped"]  # exact names (README: CSV files)
     assert all(row["reason"] for row in rows)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from retrain import native
 from retrain.errors import RetrainError, skip_line
 from retrain.inputs import scan
+from retrain.inputs.skipped import categorized
 from retrain.reports import writers
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def evaluate(model: Path, images: Path, batch_size: int = 64, output: Path | Non
                            f"expected some of {', '.join(labels)}")
     log.info("evaluating on %d images", len(examples))
     outcomes = predict.score_files(serve, [e.path for e in examples], batch_size)
-    skipped = [(str(e.path), o) for e, o in zip(examples, outcomes) if isinstance(o, str)]
+    skipped = [(str(Path(images) / e.rel), categorized(o)) for e, o in zip(examples, outcomes) if isinstance(o, str)]
     for path, why in skipped:
         log.warning(skip_line(path, why))
     skipped = [(str(Path(images) / rel), why) for rel, why in found.skipped] + skipped

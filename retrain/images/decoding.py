@@ -14,6 +14,8 @@ import tensorflow as tf
 from retrain import fs
 from retrain.errors import reason, skip_line
 from retrain.images import preprocess
+from retrain.inputs import formats
+from retrain.inputs.skipped import categorized
 
 log = logging.getLogger(__name__)
 _CALL_BYTES = 48 << 20  # file bytes per decode call: 16 photos of 3 MB, any number of small images
@@ -27,7 +29,7 @@ class Decoder:
     """
 
     def __init__(self, image_size: int, max_pixels: int) -> None:
-        self.image_size = image_size
+        self.image_size, self.max_pixels = image_size, max_pixels
         self._decode = tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
                                    input_signature=[tf.TensorSpec([None], tf.string)])
 
@@ -44,7 +46,7 @@ class Decoder:
                 with fs.open_binary(path) as handle:  # local, or any tf.io.gfile URL
                     blob = handle.read()
             except OSError as err:
-                _skip(skipped, path, f"cannot read the file ({err.strerror or err})")
+                _skip(skipped, path, f"unreadable: {err.strerror or err}")
                 continue
             if run and size + len(blob) > _CALL_BYTES:
                 self._run(run, paths, skipped, parts, kept)
@@ -67,7 +69,13 @@ class Decoder:
                     parts.append(self._decode(tf.constant([blob]))[0:1].numpy())
                     kept.append(i)
                 except tf.errors.InvalidArgumentError as err:
-                    _skip(skipped, paths[i], reason(err))
+                    _skip(skipped, paths[i], self._why(paths[i], err))
+
+    def _why(self, path: Path, error: Exception) -> str:
+        """The scan's own verdict on a local file the graph refused (same category, same words, whichever stage
+        found it); else TensorFlow's message under a scan category (its words cannot tell truncated from corrupt)."""
+        verdict = None if fs.is_remote(path) else formats.check(Path(path), self.max_pixels)
+        return verdict or categorized(reason(error))
 
 
 def decode_ahead(decode: Decoder, batches: Iterable[list[Path]], skipped: list[tuple[Path, str]],
@@ -105,5 +113,6 @@ def _handed(entry, skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[in
 
 
 def _skip(skipped: list[tuple[Path, str]], path: Path, why: str) -> None:
+    """The caller reports the skip with the path as the user knows it (retrain.inputs.gather.relative)."""
     skipped.append((path, why))
-    log.warning(skip_line(path, why))
+    log.debug(skip_line(path, why))

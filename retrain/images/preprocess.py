@@ -28,8 +28,10 @@ from retrain.images.headers import JPEG, PNG
 # Bump whenever the pixels this module produces change: it is part of every feature-cache key.
 # 2: 16-bit PNGs keep 16-bit precision; header checks refuse oversized, animated-WebP and JPEG XL files.
 # 3: a JPEG's EXIF orientation is applied (phone photos upright); colour-palette BMPs are refused.
-# 4: large JPEGs are decoded at a DCT scale (1/2 to 1/8) and every image is downscaled with antialiasing.
-PREPROCESS_VERSION = 4
+# 4: GIFs are sized by their largest frame, files over 8 bytes per allowed pixel (+16 MiB) and BMP variants
+#    TensorFlow reads wrong are refused; 32-bit B, G, R, A bit-field BMPs are decoded.
+# 5: large JPEGs are decoded at a DCT scale (1/2 to 1/8) and every image is downscaled with antialiasing.
+PREPROCESS_VERSION = 5
 
 _JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg decodes at inside the DCT; `ratio` is an op attribute
 

@@ -6,26 +6,32 @@ max_pixels (width x height from the header, read before decoding). Other images 
 reason can say what to convert; TensorFlow refuses a file cut short by even two bytes, so each
 format's end is checked too. Reasons read "<category>: <detail>"; the category is what summaries count.
 
-Cost per file (bench/scan.py, at most a few ms): the header (JPEG and GIF: every byte, searched in
-C), Pillow's open and verify() (PNG: every chunk's CRC) and, for small files only, a decode (JPEG at
-1/8 scale, Pillow's draft mode).
+Memory does not grow with file size: a file over max_bytes(max_pixels) is skipped before it is read,
+and the others are read in windows of _WINDOW bytes (retrain.inputs.reader). Cost per file
+(bench/scan.py, at most a few ms): the header (JPEG and GIF: every byte, searched in C; PNG: every
+critical chunk's CRC), Pillow's open and, for small files only, a decode (JPEG at 1/8 scale, Pillow's
+draft mode).
 """
 from __future__ import annotations
 
+import io
 import os
-import re
-import struct
 import warnings
-import zlib
 from pathlib import Path
 
 from PIL import Image
+
+from retrain.inputs import structure
 
 # Files up to this size are also decoded (JPEG at 1/8 scale), a few ms each; decoding costs about 1 ms per
 # 30-100 KB (bench/scan.py), so larger files get the structural checks only: header, end of file, PNG CRCs.
 _FULL_CHECK_BYTES = 256 * 1024
 _FULL_CHECK_PIXELS = 300_000  # WebP, PNG and GIF decode at full size: about 12 ms per megapixel for WebP
-_CONVERT = "the served model cannot decode it; convert to PNG or JPEG"
+_CONVERT = structure.CONVERT
+_HEAD_BYTES = 128  # the format, and each header's size fields (a BMP's bit-field masks end at byte 70)
+BYTES_PER_PIXEL = 8  # of --max-pixels: the most any image needs (16-bit RGBA PNG, uncompressed)
+SLACK_BYTES = 16 * 2**20  # on top: metadata, and data phones append after a photo (motion photos)
+GIF_FRAMES = 8  # a GIF's frames together may hold this many times --max-pixels (giflib keeps them all)
 
 
 def _iso_brand(head: bytes) -> str | None:
@@ -79,115 +85,90 @@ def _is_text(head: bytes) -> bool:
         return False
 
 
-def _jpeg_cut(data: bytes) -> bool:
-    """True if no end marker follows a JPEG's first scan (SOS): the file was cut short.
+def max_bytes(max_pixels: int) -> int:
+    """Largest file accepted, in bytes: BYTES_PER_PIXEL per allowed pixel plus SLACK_BYTES.
 
-    Scan data cannot hold FF D9 (FF is stuffed as FF 00), so this is exact; an EXIF thumbnail's end
-    marker comes before the scan and data appended after the image (phones' motion photos) is allowed.
+    No image of max_pixels pixels needs more (16-bit RGBA PNG stored uncompressed: 8 bytes a pixel);
+    the slack is for metadata and data appended after the image. Larger files are skipped, and
+    refused by the served model, before a byte of them is read: training reads each file whole.
     """
-    pos = 2
-    while 0 <= pos < len(data) - 3:
-        marker = data[pos + 1]
-        if data[pos] != 0xFF or marker in (0x00, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
-            pos = data.find(b"\xff", pos + 1)  # stray or fill bytes: find the next marker, as libjpeg does
-        elif marker == 0xDA:
-            return data.find(b"\xff\xd9", pos) < 0
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return True
+    return BYTES_PER_PIXEL * max_pixels + SLACK_BYTES
 
 
-def _structure(fmt: str, head: bytes, body: bytes, size: int) -> str | None:
-    """The file's structure as TensorFlow needs it, or a reason; cheap (header; JPEG and GIF bytes)."""
-    if fmt == "JPEG" and _jpeg_cut(body):
-        return "truncated: JPEG image data has no end marker (file cut short?)"
-    if fmt == "GIF" and (problem := _gif_records(body)):
-        return problem
-    if fmt == "WEBP" and size < int.from_bytes(head[4:8], "little") + 8:
-        return "truncated: WebP is shorter than its RIFF header says"
-    if fmt == "WEBP" and head[12:16] == b"VP8X" and head[20] & 2:
-        return f"unsupported format (animated WebP): {_CONVERT}"
-    if fmt == "BMP":
-        bits, compression = int.from_bytes(head[28:30], "little"), int.from_bytes(head[30:34], "little")
-        if bits not in (8, 24, 32) or compression != 0:
-            return f"unsupported format (BMP variant): {bits}-bit, compression {compression}; {_CONVERT}"
-        # TensorFlow wants the file to end exactly where the pixel rows do (rows padded to 4 bytes).
-        width, height = (int.from_bytes(head[at:at + 4], "little", signed=True) for at in (18, 22))
-        expected = int.from_bytes(head[10:14], "little") + (bits * abs(width) + 31) // 32 * 4 * abs(height)
-        if size < expected:
-            return f"truncated: BMP is {size} bytes, its header needs {expected}"
-        if size > expected:
-            return f"unsupported format (BMP variant): {size - expected} bytes after the pixels; {_CONVERT}"
+def _shape(fmt: str, head: bytes, window: structure.Window, size: int) -> structure.Shape | str:
+    if fmt == "JPEG":
+        return structure.jpeg(window)
+    if fmt == "GIF":
+        return structure.gif(window)
+    if fmt == "PNG":
+        return structure.png(window)
+    if fmt == "WEBP":
+        return structure.webp(head, size)
+    return structure.bmp(head, size, window)
+
+
+def _too_large(shape: structure.Shape, max_pixels: int) -> str | None:
+    pixels = shape.width * shape.height
+    if pixels > max_pixels:
+        return f"too large: {shape.width} x {shape.height} = {pixels} pixels, expected at most {max_pixels}"
+    if shape.frames_pixels > GIF_FRAMES * max_pixels:
+        return (f"too large: GIF frames of {shape.frames_pixels} pixels together, expected at most "
+                f"{GIF_FRAMES} x {max_pixels} (the decoder holds every frame)")
     return None
 
 
-def _gif_records(data: bytes) -> str | None:
-    """Walk a GIF's blocks as TensorFlow's giflib reads every frame: a bad record or a cut block is a reason."""
-    def blocks(pos: int) -> int:  # skip data sub-blocks up to the zero-length terminator
-        while pos < len(data) and data[pos]:
-            pos += data[pos] + 1
-        return pos + 1
+def _decoded(data: bytes, fmt: str, shape: structure.Shape) -> str | None:
+    """Pillow's decode of a small file (bytes in memory): None when it agrees that the file decodes.
 
-    packed = data[10] if len(data) > 12 else 0
-    pos, images = 13 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0), 0
-    while pos < len(data) and data[pos] != 0x3B:
-        if data[pos] == 0x21:
-            pos = blocks(pos + 2)
-        elif data[pos] == 0x2C:
-            local = data[pos + 9] if pos + 10 <= len(data) else 0
-            pos, images = blocks(pos + 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0)), images + 1
-        else:
-            return f"corrupt: GIF: unexpected byte {data[pos]:#04x} where a block should start"
-        if pos > len(data):
-            return "truncated: GIF ends inside a block (file cut short?)"
-    if pos > len(data) or (not images and pos >= len(data)):
-        return "truncated: GIF ends before its first image (file cut short?)"
-    return None if images else "corrupt: GIF holds no image"
-
-
-def _decoded(path: Path, fmt: str, max_pixels: int, size: int) -> str | None:
-    """Pillow's view: format, header size, integrity; None when it matches what TensorFlow will decode."""
+    JPEGs decode at 1/8 scale (Pillow's draft mode: the same bytes read, far less work).
+    """
+    if fmt == "PNG":
+        data = structure.without(data, shape.bad_ancillary)  # libpng drops them; Pillow would refuse the file
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow warns on bomb-sized images and corrupt EXIF; the verdict says enough
+        warnings.simplefilter("ignore")  # Pillow warns on corrupt EXIF and the like; the verdict says enough
         try:
-            with Image.open(path, formats=[fmt]) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    return f"too large: {width} x {height} = {width * height} pixels, expected at most {max_pixels}"
-                if fmt == "BMP" and image.mode in ("P", "1"):  # TensorFlow reads palette indices as gray levels
-                    return f"unsupported format (BMP variant): colour palette, read by TensorFlow as gray; {_CONVERT}"
-                image.verify()
-            if size <= _FULL_CHECK_BYTES and (fmt == "JPEG" or width * height <= _FULL_CHECK_PIXELS):
-                with Image.open(path, formats=[fmt]) as image:
-                    if fmt == "JPEG":
-                        image.draft(image.mode, (width // 8, height // 8))  # 1/8 scale: same bytes read, far less work
+            with Image.open(io.BytesIO(data), formats=[fmt]) as image:
+                if fmt == "JPEG":
+                    image.draft(image.mode, (max(1, shape.width // 8), max(1, shape.height // 8)))
+                if fmt == "JPEG" or shape.width * shape.height <= _FULL_CHECK_PIXELS:
                     image.load()
-        except Image.DecompressionBombError as error:  # Pillow's own limit, 2 x MAX_IMAGE_PIXELS (179 million)
-            stated = re.search(r"\((\d+) pixels\)", str(error))
-            return f"too large: {stated[1] if stated else 'over 179 million'} pixels, expected at most {max_pixels}"
-        # What Pillow raises on bad bytes (hypothesis-fuzzed in tests/test_formats.py): a verdict on the file.
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error,
-                zlib.error) as error:
+        # Whatever Pillow raises on bad bytes (hypothesis-fuzzed in tests/test_formats.py) is a verdict on the
+        # file, never a crash of the scan: the decoder is third-party code reading untrusted bytes.
+        except Exception as error:  # noqa: BLE001
             kind = "truncated" if "truncated" in str(error).lower() else "corrupt"
             return f"{kind}: {fmt}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
     return None
 
 
 def check(path: Path, max_pixels: int) -> str | None:
-    """None if preprocess.decode_resize will decode the file; else a one-line reason (never raises for bad data)."""
+    """None if preprocess.decode_resize will decode the file; else a one-line reason (never raises for bad data).
+
+    Reads the first 64 bytes, then the format's structure through a bounded window, then (files up to
+    _FULL_CHECK_BYTES) the whole file for a decode: memory does not grow with the file's size.
+    """
     try:
         size = os.path.getsize(path)
         if size == 0:
             return "empty file: 0 bytes"
-        with open(path, "rb") as f:
-            head = f.read(64)
-            # JPEG and GIF structure is checked through the whole file; the others need only their header.
-            body = head + f.read() if head.startswith((b"\xff\xd8\xff", b"GIF8")) else b""
+        if size > max_bytes(max_pixels):
+            return (f"too large: {size} bytes, expected at most {max_bytes(max_pixels)} "
+                    f"({BYTES_PER_PIXEL} per --max-pixels pixel plus {SLACK_BYTES // 2**20} MiB)")
+        with open(path, "rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+            kind, name = identify(head)
+            if kind == "other image":
+                return f"unsupported format ({name}): {_CONVERT}"
+            if kind == "not an image":
+                return f"not an image: found {name}"
+            shape = _shape(name, head.ljust(_HEAD_BYTES, b"\0"), structure.Window(handle, size), size)
+            if isinstance(shape, str):
+                return shape
+            if problem := _too_large(shape, max_pixels):
+                return problem
+            if size > _FULL_CHECK_BYTES or name == "BMP":  # a BMP's structure is all TensorFlow reads
+                return None
+            handle.seek(0)
+            data = handle.read()
     except OSError as error:
         return f"unreadable: {error.strerror or error}"
-    kind, name = identify(head)
-    if kind == "other image":
-        return f"unsupported format ({name}): {_CONVERT}"
-    if kind == "not an image":
-        return f"not an image: found {name}"
-    return _structure(name, head.ljust(64, b"\0"), body, size) or _decoded(path, name, max_pixels, size)
+    return _decoded(data, name, shape)

@@ -6,10 +6,14 @@ or two, before the slow import.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from pathlib import Path
 
-from retrain.errors import RetrainError
+from retrain.errors import RetrainError, printable, skip_line
 from retrain.inputs import scan, skipped, split
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +22,23 @@ class Inputs:
     parts: dict[str, list[scan.Example]]       # split name -> examples (train, validation, test)
     test_root: Path                            # the folder test paths are relative to
     skipped: list[tuple[str, str]]             # (path relative to --images, reason) found by the scan
+
+
+def check_places(readers: dict[str, Path | None], writers: dict[str, Path | str | None]) -> None:
+    """Refuse a folder the run writes (option -> folder: --output, --tensorboard, --cache-dir, ...) inside a
+    folder it reads images from (option -> folder): the next run would take it for a class and train on
+    the reports' pictures. None and URLs (gs://...) are left out."""
+    for reader, images in readers.items():
+        if images is None:
+            continue
+        root = Path(os.path.realpath(images))
+        for option, folder in writers.items():
+            if folder is None or "://" in str(folder):
+                continue
+            where = Path(os.path.realpath(folder))
+            if root == where or root in where.parents:
+                raise RetrainError(f"{option}: {printable(folder)} is inside {reader} {printable(images)}; expected "
+                                   f"a folder outside it (the next run would read it as a class of images)")
 
 
 def read(images: Path, *, test_images: Path | None, validation_split: float, test_split: float, max_pixels: int,
@@ -45,10 +66,15 @@ def read(images: Path, *, test_images: Path | None, validation_split: float, tes
     return Inputs(found.labels, parts, Path(test_images), found.skipped + outside)
 
 
-def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]]) -> list[tuple[str, str]]:
-    """Skips found after the scan (files TensorFlow would not decode) as (path relative to --images, reason)."""
+def relative(examples: list[scan.Example], stage_skips: list[tuple[Path, str]],
+             images: Path | None = None) -> list[tuple[str, str]]:
+    """Skips found after the scan (files TensorFlow would not decode) as (path relative to --images, reason),
+    with the scan's categories; with images given, each is logged as the scan logs its skips (images / rel)."""
     rel = {e.path: e.rel for e in examples}
-    return [(rel.get(Path(path), str(path)), why) for path, why in stage_skips]
+    found = [(rel.get(Path(path), str(path)), skipped.categorized(why)) for path, why in stage_skips]
+    for path, why in found if images is not None else ():
+        log.warning(skip_line(Path(images) / path, why))
+    return found
 
 
 def check_classes_kept(labels: list[str], y_train, images: Path) -> None:

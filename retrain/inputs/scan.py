@@ -12,13 +12,16 @@ import logging
 import os
 from pathlib import Path
 
-from retrain.errors import RetrainError, skip_line
+from retrain import stop
+from retrain.errors import CONTROL, RetrainError, printable, skip_line
 from retrain.inputs import formats
+from retrain.inputs.progress import Progress
 from retrain.inputs.skipped import counts, write_skipped_csv
 from retrain.inputs.walk import Walk, is_debris, is_folder, real_path, walk
 
 log = logging.getLogger(__name__)
 __all__ = ["Example", "Scan", "scan", "write_skipped_csv"]
+MANY_NON_IMAGES = 1000  # with ten times more non-images than images, the folder is probably not a data set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +47,21 @@ def _labels(images: Path) -> list[str]:
         raise RetrainError(f"--images: {images} has no class sub-folders; expected e.g. {images}/<label>/*.jpg")
     if len(labels) < 2:
         raise RetrainError(f"--images: {images} has 1 class ({labels[0]}); expected at least 2 class folders")
+    for label in labels:
+        _check_label(images, label)
     return labels
+
+
+def _check_label(images: Path, label: str) -> None:
+    """A class name becomes a line of labels.txt and a string in the model: it must be one line of UTF-8."""
+    try:
+        label.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RetrainError(f"--images: class folder {printable(images / label)} has a name that is not UTF-8; "
+                           "expected a name that labels.txt and the model can hold (rename the folder)") from None
+    if CONTROL.search(label):
+        raise RetrainError(f"--images: class folder {printable(images / label)} has a control character (newline, "
+                           "tab, ...) in its name; expected a name of one line (rename the folder)")
 
 
 def _stray_files(images: Path, found: Walk) -> None:
@@ -71,11 +88,11 @@ def _by_file(found: dict[str, Walk], labels: list[str]) -> tuple[dict[str, list[
     return paths, ambiguous
 
 
-def _walk_classes(images: Path, labels: list[str]) -> tuple[Walk, dict[str, Walk]]:
+def _walk_classes(images: Path, labels: list[str], progress: Progress) -> tuple[Walk, dict[str, Walk]]:
     """(files directly under images, {label: everything under its folder})."""
     top = Walk()
     _stray_files(images, top)
-    found = {label: Walk() for label in labels}
+    found = {label: Walk(progress=progress) for label in labels}
     for label in labels:
         real, problem = real_path(images / label)
         if problem:
@@ -93,12 +110,36 @@ def scan(images: Path, max_pixels: int) -> Scan:
     usable images (naming the class and its commonest skip reasons).
     """
     images = Path(images)
+    _check_root(images)
+    with stop.immediate():  # plain Python: the first Ctrl-C or SIGTERM stops the scan at once
+        return _scan(images, max_pixels)
+
+
+def _check_root(images: Path) -> None:
+    """Refuse a root that is obviously not a folder of class folders: walking it would take minutes."""
+    where, home = Path(os.path.realpath(images)), Path(os.path.realpath(Path.home()))
+    if where == Path(where.anchor):
+        what = "the root of the file system"
+    elif where == home:
+        what = "your home folder"
+    elif where in home.parents:
+        what = "a folder above your home folder"
+    else:
+        return
+    raise RetrainError(f"--images: {printable(images)} is {what}; expected a folder with one sub-folder "
+                       "of images per class")
+
+
+def _scan(images: Path, max_pixels: int) -> Scan:
+    progress = Progress(images)
     labels = _labels(images)
-    top, found = _walk_classes(images, labels)
+    top, found = _walk_classes(images, labels, progress)
     paths, skipped = _by_file(found, labels)
     skipped += top.skipped + [s for w in found.values() for s in w.skipped]
     examples = []
+    progress.total = len(paths)
     for real, where in paths.items():
+        progress.tick(checked=1)
         reason = formats.check(Path(real), max_pixels)
         if reason:
             skipped += [(rel, reason) for rel, _ in where]
@@ -133,3 +174,7 @@ def _log_summary(images: Path, result: Scan, duplicates: int) -> None:
     if duplicates:
         line += f"; {duplicates} extra paths (links) to files already found, each file used once"
     (log.warning if result.skipped else log.info)("%s", line)
+    strange = sum(reason.startswith("not an image") for _, reason in result.skipped)
+    if strange >= MANY_NON_IMAGES and strange > 10 * len(result.examples):
+        log.warning("--images: %d files are not images, against %d images; is %s the folder of class folders?",
+                    strange, len(result.examples), printable(images))

@@ -8,14 +8,12 @@ always land in the same split.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import logging
 from pathlib import Path
 
-from retrain.fs import write_atomic
+from retrain.fs import csv_bytes, write_atomic
 from retrain.inputs.scan import Example
 
 log = logging.getLogger(__name__)
@@ -108,14 +106,10 @@ def split_examples(examples: list[Example], labels: list[str], validation_split:
 
 
 def split_csv_bytes(examples_by_split: dict[str, list[Example]], labels: list[str]) -> bytes:
-    """The bytes of split.csv: header `path,class,split`, one row per image, path relative to --images."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "class", "split"])
-    for name in SPLITS:
-        for e in examples_by_split.get(name, []):
-            writer.writerow([e.rel, labels[e.label], name])
-    return out.getvalue().encode("utf-8", "surrogateescape")
+    """The bytes of split.csv: header `path,class,split`, one row per image, path relative to --images
+    (retrain.fs.csv_bytes: every path reads back exactly)."""
+    return csv_bytes([("path", "class", "split")] + [(e.rel, labels[e.label], name) for name in SPLITS
+                                                      for e in examples_by_split.get(name, [])])
 
 
 def write_split_csv(path: Path, examples_by_split: dict[str, list[Example]], labels: list[str]) -> Path:

@@ -26,6 +26,7 @@ class Walk:
     files: list[tuple[str, str]] = dataclasses.field(default_factory=list)    # (real path, rel path)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (rel path, reason)
     ignored: list[str] = dataclasses.field(default_factory=list)              # rel paths of debris
+    progress: object = None  # a retrain.inputs.progress.Progress, ticked per entry (a stop point)
 
 
 def is_folder(entry: os.DirEntry) -> bool:
@@ -64,6 +65,8 @@ def walk(folder: Path, rel: str, ancestors: frozenset[str], out: Walk) -> None:
         out.skipped.append((rel, f"unreadable folder: {error.strerror or error}"))
         return
     for entry in entries:
+        if out.progress is not None:
+            out.progress.tick(found=1)
         entry_rel = _join(rel, entry.name)
         if is_debris(entry.name, folder=is_folder(entry)):
             out.ignored.append(entry_rel)

@@ -136,4 +136,4 @@ def write_html(path: Path, *, title: str, facts: dict, summaries: dict[str, dict
 <section><h2>Most confident mistakes ({escape(focus)})</h2>{_worst(worst, images_root)}</section>
 </main></body></html>
 """
-    write_atomic(path, page)
+    write_atomic(path, page.encode("utf-8", "backslashreplace"))  # a non-UTF-8 file name shows as \udcNN

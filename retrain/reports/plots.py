@@ -39,9 +39,10 @@ def _matrix_panel(ax, values: np.ndarray, labels: list[str], title: str, fmt: st
     ax.imshow(values, cmap="Blues", vmin=0, vmax=vmax or 1, interpolation="nearest")
     ax.set_title(title, fontsize=12, pad=10)
     names = [short(label) for label in labels]
+    # parse_math=False: a label is plain text ("$x$" or a backslash in a folder name is no math markup).
     ax.set_xticks(range(k), names, rotation=45 if k <= 12 else 90, ha="right" if k <= 12 else "center",
-                  rotation_mode="anchor" if k <= 12 else "default", fontsize=9)
-    ax.set_yticks(range(k), names, fontsize=9)
+                  rotation_mode="anchor" if k <= 12 else "default", fontsize=9, parse_math=False)
+    ax.set_yticks(range(k), names, fontsize=9, parse_math=False)
     ax.set_xlabel("predicted", fontsize=10)
     ax.set_ylabel("true", fontsize=10)
     ax.tick_params(length=0)

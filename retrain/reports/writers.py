@@ -6,11 +6,9 @@ call a run or `evaluate` makes; the other writers are its parts.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime
 import hashlib
-import io
 import json
 import logging
 import platform
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain.fs import write_atomic
+from retrain.fs import csv_bytes, write_atomic
 from retrain.reports import metrics
 
 log = logging.getLogger(__name__)
@@ -28,14 +26,21 @@ HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def write_json(path: Path, obj) -> None:
-    """Atomically write obj as indented JSON (numpy scalars and Paths become numbers and strings)."""
+    """Atomically write obj as indented JSON (numpy scalars and Paths become numbers and strings).
+
+    UTF-8 as is; when a string holds bytes of a file name that are not UTF-8 (surrogate escapes), the
+    whole file is written ASCII-escaped, so json.load gives back the exact name."""
     def fallback(value):
         if isinstance(value, np.generic):
             return value.item()
         if isinstance(value, (Path, np.ndarray)):
             return str(value) if isinstance(value, Path) else value.tolist()
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=fallback) + "\n")
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=fallback) + "\n"
+    try:
+        write_atomic(path, text.encode("utf-8"))
+    except UnicodeEncodeError:  # a file name that is not UTF-8: \udcNN escapes keep it exact and the JSON valid
+        write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=True, default=fallback) + "\n")
 
 
 def versions() -> dict[str, str]:
@@ -73,9 +78,7 @@ def data_fingerprint(split_csv_path: Path, file_digests: Iterable[str]) -> str:
 
 
 def _csv_bytes(rows: Iterable[Sequence]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
-    return out.getvalue().encode("utf-8", "surrogateescape")
+    return csv_bytes(rows)  # one CSV dialect for the project: every name reads back exactly
 
 
 def write_confusion_csv(path: Path, matrix: np.ndarray, labels: list[str]) -> None:

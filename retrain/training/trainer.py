@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import numpy as np
 import tensorflow as tf
 
 from retrain import stop
 from retrain.backbone import keras_models
+from retrain.errors import RetrainError
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,15 @@ def _log_epoch(row: dict, epochs: int) -> None:
             row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"])
 
 
+def _check_finite(row: dict, learning_rate: float) -> None:
+    """A loss that is nan or inf never comes back: stop the run (nothing is exported) with one line."""
+    bad = {key: row[key] for key in ("loss", "val_loss") if not math.isfinite(row[key])}
+    if bad:
+        found = ", ".join(f"{key} {value}" for key, value in bad.items())
+        raise RetrainError(f"training: {found} at epoch {row['epoch']} with --learning-rate {learning_rate:g}; "
+                           "expected finite losses (try a lower --learning-rate; nothing was published)")
+
+
 def train_head(source, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray, num_classes: int, *,
                dropout: float, learning_rate: float, batch_size: int, epochs: int, patience: int, seed: int,
                class_weights: np.ndarray | None = None) -> HeadResult:
@@ -139,6 +150,7 @@ def train_head(source, labels: np.ndarray, train_rows: np.ndarray, val_rows: np.
         val_loss, val_accuracy = _pass(trainer.score_chunk, val)
         history.append(dict(epoch=epoch, loss=loss, accuracy=accuracy, val_loss=val_loss, val_accuracy=val_accuracy))
         _log_epoch(history[-1], epochs)
+        _check_finite(history[-1], learning_rate)
         if val_loss < best[0]:
             best = (val_loss, val_accuracy, epoch, head.get_weights())
         elif epoch - best[2] >= patience:

@@ -1,7 +1,8 @@
 """Mutated image bytes for the scanner and the decoder, and the decoder fuzz run in its own process.
 
-`mutants()` is a hypothesis strategy: a small real JPEG (with EXIF), PNG (8 and 16 bit), GIF
-(animated), BMP, WebP (lossy, lossless, alpha, animated) or random bytes, then a few byte flips,
+`mutants()` is a hypothesis strategy: a small real JPEG (with EXIF), PNG (8 and 16 bit, a bad ancillary
+CRC), GIF (animated, frames beyond the screen), BMP (V5 bit fields), WebP (lossy, lossless, alpha,
+animated) or random bytes, then a few byte flips,
 truncations, insertions and deletions. Run as a script, this file feeds them to
 preprocess.decode_resize in this process: decoding can abort a process (FACTS.md: animated WebP),
 so test_formats runs it as a subprocess and reads the verdict. Before each decode the input is
@@ -24,6 +25,7 @@ S = 16
 
 @functools.lru_cache(maxsize=1)
 def seeds() -> tuple[bytes, ...]:
+    from odd_images import bgra_bmp, chunk, gif_frame_beyond_screen, png_with_chunk
     from serving_fixture import animated_webp, encode, png16_gradient
 
     rng = np.random.default_rng(11)
@@ -36,7 +38,9 @@ def seeds() -> tuple[bytes, ...]:
             encode(rgba, "PNG"), png16_gradient(8, 6)[0], encode(image.convert("P"), "PNG"),
             encode(frames[0], "GIF", save_all=True, append_images=frames[1:]), encode(image, "BMP"),
             encode(image, "WEBP"), encode(image, "WEBP", lossless=True), encode(rgba, "WEBP"),
-            animated_webp(seed=1, frames=2, side=16), encode(image.convert("CMYK"), "JPEG"))
+            animated_webp(seed=1, frames=2, side=16), encode(image.convert("CMYK"), "JPEG"),
+            bgra_bmp(), bgra_bmp(header=108, compression=6), gif_frame_beyond_screen((12, 10), frames=2, screen=(4, 4)),
+            png_with_chunk(chunk(b"tEXt", b"k\0v", crc=0)))
 
 
 @st.composite

@@ -122,7 +122,9 @@ def _json_values(array: np.ndarray, as_bytes: bool):
 
         return np.vectorize(text, otypes=[object])(array).tolist()
     if array.dtype == np.float32:  # the server prints floats at float precision, not double
-        return np.vectorize(lambda v: float(str(v)), otypes=[object])(array).tolist()
+        texts = np.empty(array.size, dtype=object)  # np.vectorize would hand str() doubles, not float32s
+        texts[:] = [float(str(value)) for value in array.ravel()]
+        return texts.reshape(array.shape).tolist()
     return array.tolist()
 
 

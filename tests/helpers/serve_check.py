@@ -51,8 +51,9 @@ VarHandleOp ReadVariableOp AssignVariableOp DisableCopyOnRead SaveV2 RestoreV2 M
 ShardedFilename StringJoin StaticRegexFullMatch Select SelectV2
 While StatelessWhile If StatelessIf Case StatelessCase TensorListFromTensor TensorListGetItem
 TensorListReserve TensorListSetItem TensorListStack TensorListLength TensorListElementShape
-DecodeImage DecodePng DecodeJpeg DecodeRaw ExtractJpegShape Substr ParseExampleV2 Assert StringFormat EnsureShape
-ResizeBilinear ScaleAndTranslate Shape Pack Unpack StridedSlice Reshape ExpandDims Squeeze ConcatV2 Fill Range Tile Cast
+DecodeImage DecodePng DecodeJpeg DecodeRaw ExtractJpegShape Substr StringLength ParseExampleV2 Assert StringFormat
+EnsureShape ResizeBilinear ScaleAndTranslate Shape Pack Unpack StridedSlice Reshape ExpandDims Squeeze ConcatV2 Fill
+Range Tile Cast
 GatherV2 Slice Transpose ReverseV2 Pad MirrorPad ZerosLike OnesLike
 Abs AddV2 Add Sub Mul RealDiv FloorDiv FloorMod Maximum Minimum Neg Square Sqrt Rsqrt Exp Log
 BitwiseAnd Equal NotEqual Greater GreaterEqual Less LessEqual LogicalAnd LogicalNot LogicalOr All Any

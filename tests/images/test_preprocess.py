@@ -147,7 +147,7 @@ def test_empty_batch_gives_an_empty_tensor():
 
 
 def test_preprocess_version_names_the_current_pixels():
-    assert PREPROCESS_VERSION == 4
+    assert PREPROCESS_VERSION == 5
 
 
 def test_colour_palette_bmp_is_refused_and_a_gray_ramp_bmp_decodes():
