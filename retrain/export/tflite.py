@@ -162,7 +162,8 @@ def _info(kind: str, image_size: int) -> dict:
     return {"model": "model.tflite", "signature": IMAGES_SIGNATURE, "kind": kind,
             "input": {"name": "images", "shape": [batch, image_size, image_size, 3],
                       "dtype": "uint8" if kind == "uint8" else "float32",
-                      "normalisation": f"{pixels}, gray copied to RGB, alpha composited on white, bilinear resize"},
+                      "normalisation": f"{pixels}, gray copied to RGB, alpha composited on white, "
+                                       "antialiased bilinear resize"},
             "output": {"name": "scores", "dtype": "uint8" if kind == "uint8" else "float32", "scores": scores,
                        "labels": "labels.txt, same order (also inside model.tflite as TFLite metadata)"},
             "metadata": {"normalisation": {"mean": 0, "std": 255}, "labels_file": "labels.txt",

@@ -24,7 +24,7 @@ from retrain.features.cache import FeatureCache, for_module
 from retrain.features.matrix import FeatureMatrix
 from retrain.fs import PathLike
 from retrain.images import preprocess
-from retrain.images.decoding import Decoder
+from retrain.images.decoding import Decoder, decode_ahead
 
 log = logging.getLogger(__name__)
 
@@ -132,24 +132,31 @@ def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", trans
 
 
 def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_size: int, max_pixels: int,
-                skipped: list[tuple[Path, str]], transform=None):
+                skipped: list[tuple[Path, str]], transform=None, ahead: bool = True):
     """Yield (keys, float32 [n, D]) batch by batch for the items (key, path) that decode.
 
-    Serial on purpose. The engine already keeps every core busy (XNNPACK runs one thread per core), so a
-    decoding thread can only take cores from it: on 2 cores a producer thread one batch ahead cost
-    1-1.5 ms more CPU per image and was no faster (docs/benchmarks.md), as tf.data prefetching was.
+    With `ahead`, the next batches decode on background threads while the engine runs this one
+    (retrain.images.decoding.decode_ahead); else decoding and the engine take turns. Photos decode at
+    several times the backbone's cost, so overlapping them is what keeps every core busy.
     """
     decode = Decoder(image_size, max_pixels)
+    batches = [items[first:first + batch_size] for first in range(0, len(items), batch_size)]
+    paths = ([path for _, path in batch] for batch in batches)
+    if ahead:
+        decoded = decode_ahead(decode, paths, skipped)
+    else:
+        decoded = (decode(batch, skipped) for batch in paths)
     start = time.perf_counter()
     with tqdm(total=len(items), unit="img", desc=f"extracting ({runner.name})", leave=False,
               disable=None if log.isEnabledFor(logging.INFO) else True) as bar:
-        for first in range(0, len(items), batch_size):
-            batch = items[first:first + batch_size]
-            stop.check()
-            images, good = decode([path for _, path in batch], skipped)
-            if good:
-                yield [batch[i][0] for i in good], runner(transform(images) if transform else images)
-            bar.update(len(batch))
+        try:
+            for batch, (images, good) in zip(batches, decoded):
+                stop.check()
+                if good:
+                    yield [batch[i][0] for i in good], runner(transform(images) if transform else images)
+                bar.update(len(batch))
+        finally:
+            decoded.close()  # a stop or an error: background decodes are cancelled or awaited, not leaked
     seconds = time.perf_counter() - start
     log.info("extracted %s images in %.1f s (%.0f images/s, %s)", f"{len(items):,}", seconds,
              len(items) / max(seconds, 1e-9), runner.name)

@@ -88,6 +88,14 @@ def _pixels(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, gif: tf.Te
     return by_code[code]
 
 
+def jpeg_sides(image_bytes: tf.Tensor) -> tf.Tensor:
+    """int64 [2]: a JPEG's height and width as stored (before any EXIF turn), from its SOF marker.
+
+    For the DCT scale preprocess decodes at; call it on JPEG bytes only (it raises on anything else).
+    """
+    return tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)[:2]
+
+
 def _palette_bmp(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor) -> tf.Tensor:
     """True for an 8-bit BMP whose palette is not the identity gray ramp (entry i = (i, i, i)).
 

@@ -8,6 +8,15 @@ Before anything is decoded, the header is checked in the graph (retrain.images.h
 pixel count against `max_pixels`, animated WebPs and colour-palette BMPs are refused with a
 tf.errors.InvalidArgumentError, which TF Serving maps to HTTP 400. A JPEG's EXIF orientation is
 applied (retrain.images.orientation), so phone photos come out upright.
+
+Photos are large: a 12-megapixel JPEG is 4032 x 3024 and the model sees 224 x 224. A JPEG is decoded
+at the largest DCT scale (1/2, 1/4 or 1/8, tf.io.decode_jpeg's `ratio`) that keeps both sides at least
+the target size, which skips most of the inverse DCT and colour work and makes the decoded image 64
+times smaller; every format is then resized with an antialiased (triangle) filter, which averages all
+the pixels an output pixel covers. Plain bilinear sampling read about one pixel in eighteen each way of
+such a photo, so fine texture turned into aliasing noise. Upscaling is unchanged (the triangle filter is
+bilinear interpolation when enlarging). PNG, WebP, BMP and GIF have no DCT scaling: they are decoded at
+full size, then resized the same way.
 """
 from __future__ import annotations
 
@@ -21,29 +30,56 @@ from retrain.images.headers import JPEG, PNG
 # 3: a JPEG's EXIF orientation is applied (phone photos upright); colour-palette BMPs are refused.
 # 4: GIFs are sized by their largest frame, files over 8 bytes per allowed pixel (+16 MiB) and BMP variants
 #    TensorFlow reads wrong are refused; 32-bit B, G, R, A bit-field BMPs are decoded.
-PREPROCESS_VERSION = 4
+# 5: large JPEGs are decoded at a DCT scale (1/2 to 1/8) and every image is downscaled with antialiasing.
+PREPROCESS_VERSION = 5
+
+_JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg decodes at inside the DCT; `ratio` is an op attribute
 
 # map_fn runs 10 iterations at once by default: with 50-megapixel images that is tens of GB.
-_PARALLEL_DECODES = 4
+PARALLEL_DECODES = 4
 
 
-def _decode(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor) -> tf.Tensor:
-    """float32 [H, W, C] in [0, 1] with the file's own C; a 16-bit PNG keeps all 16 bits.
+def jpeg_ratio(sides: tf.Tensor, image_size: int) -> tf.Tensor:
+    """int32 index into _JPEG_RATIOS: the largest ratio r keeping both decoded sides ceil(side / r) >= image_size.
+
+    sides: int64 [2], a JPEG's stored height and width. The target is square, so an EXIF quarter turn
+    (applied after decoding) cannot change which ratio fits. A side already below image_size gives 0 (r = 1).
+    """
+    small = tf.reduce_min(sides)
+    fits = [tf.cast((small + r - 1) // r >= image_size, tf.int32) for r in _JPEG_RATIOS[1:]]
+    return sum(fits[1:], fits[0])  # the ratios that fit are a prefix of _JPEG_RATIOS: their count is the index
+
+
+def _decode_jpeg(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+    """uint8 [h, w, C] of a JPEG at the largest DCT scale that keeps both sides >= image_size.
+
+    channels=0 gives the file's own channels, as decode_image does (at ratio 1 the two are identical).
+    """
+    ratio = jpeg_ratio(headers.jpeg_sides(image_bytes), image_size)
+    return tf.switch_case(ratio, [lambda r=r: tf.io.decode_jpeg(image_bytes, channels=0, ratio=r)
+                                  for r in _JPEG_RATIOS])
+
+
+def _decode(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, image_size: int) -> tf.Tensor:
+    """float32 [H, W, C] in [0, 1] with the file's own C; a 16-bit PNG keeps all 16 bits; a JPEG comes DCT-scaled.
 
     decode_image(dtype=uint8) keeps only the high byte of a 16-bit PNG; dtype=uint16 scales 8-bit
     JPEG/GIF/BMP by 256, not 257 (white becomes 0.996), and both uint16 and float32 fail on WebP.
-    So only 16-bit PNGs take the uint16 path, and every 8-bit file decodes exactly as before.
+    So only 16-bit PNGs take the uint16 path, and every other 8-bit file decodes as before.
     """
     png16 = tf.equal(code, PNG) & tf.equal(head[24], 16)  # IHDR bit depth
 
     def sixteen():
         return tf.image.convert_image_dtype(tf.io.decode_png(image_bytes, channels=0, dtype=tf.uint16), tf.float32)
 
+    def jpeg():
+        return tf.image.convert_image_dtype(_decode_jpeg(image_bytes, image_size), tf.float32)
+
     def eight():
         image = tf.io.decode_image(image_bytes, channels=0, expand_animations=False, dtype=tf.uint8)
         return tf.image.convert_image_dtype(image, tf.float32)
 
-    return tf.cond(png16, sixteen, eight)
+    return tf.case([(png16, sixteen), (tf.equal(code, JPEG), jpeg)], default=eight)
 
 
 def _to_rgb(image: tf.Tensor) -> tf.Tensor:
@@ -70,9 +106,10 @@ def decode_resize(image_bytes: tf.Tensor, image_size: int, max_pixels: int) -> t
     """One encoded image (scalar string) -> float32 [image_size, image_size, 3] in [0, 1].
 
     JPEG, PNG (8 or 16 bit), GIF (first frame), BMP or still WebP; gray becomes RGB and alpha is
-    composited on white; bilinear resize as tf.image.resize does it (no antialiasing); a JPEG is then
-    turned upright as its EXIF orientation says (flips and quarter turns commute exactly with a
-    bilinear resize to a square, so turning the small result costs next to nothing).
+    composited on white; a large JPEG is decoded DCT-scaled (jpeg_ratio); the resize is
+    tf.image.resize's bilinear with antialias=True (a triangle filter as wide as the scale); a JPEG is
+    then turned upright as its EXIF orientation says (flips and quarter turns commute with a separable,
+    symmetric resize to a square, so turning the small result costs next to nothing).
     Raises tf.errors.InvalidArgumentError for bytes that are not such an image, for an animated
     WebP and for more than max_pixels pixels (width x height), before decoding anything.
     """
@@ -80,8 +117,8 @@ def decode_resize(image_bytes: tf.Tensor, image_size: int, max_pixels: int) -> t
     code = headers.format_code(head)
     with tf.control_dependencies(headers.checks(image_bytes, head, code, max_pixels)):
         checked = tf.identity(image_bytes)  # every decode below waits for the checks
-    image = _to_rgb(_decode(checked, head, code))
-    image = tf.image.resize(image, [image_size, image_size], method="bilinear")
+    image = _to_rgb(_decode(checked, head, code, image_size))
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
     # Only JPEGs pay for the EXIF parse (a few hundred small ops, ~0.5 ms); tf.cond skips it for the rest.
     turn = tf.cond(tf.equal(code, JPEG), lambda: orientation.jpeg_orientation(checked), lambda: tf.constant(1))
     return tf.ensure_shape(orientation.apply(image, turn), [image_size, image_size, 3])
@@ -91,12 +128,12 @@ def decode_batch(images: tf.Tensor, image_size: int, max_pixels: int) -> tf.Tens
     """String [N] of encoded images -> float32 [N, image_size, image_size, 3]; sizes may differ per element.
 
     N = 0 gives a [0, image_size, image_size, 3] tensor and no error. One bad element fails the batch.
-    At most _PARALLEL_DECODES images are in flight, each peaking at 12 (RGB JPEG) to 40 (RGBA PNG)
+    At most PARALLEL_DECODES images are in flight, each peaking at 12 (RGB JPEG) to 40 (RGBA PNG)
     bytes per pixel (measured), so a batch needs at most about 4 x 40 x max_pixels bytes.
     """
     return tf.map_fn(
         lambda b: decode_resize(b, image_size, max_pixels),
         images,
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
-        parallel_iterations=_PARALLEL_DECODES,
+        parallel_iterations=PARALLEL_DECODES,
     )

@@ -223,3 +223,39 @@ def test_bundled_module_litert_matches_tensorflow(tmp_path):
 
 def test_no_paths_give_an_empty_matrix(module, tmp_path):
     assert extraction([], module, tmp_path).matrix.shape == (0, 8)
+
+
+def test_decoding_ahead_gives_what_decoding_in_turn_gives_with_skips_in_batch_order(images, tmp_path):
+    """Background decoding (decode_ahead) changes when batches decode, never what comes out or the skip order."""
+    import threading
+
+    from retrain.images.decoding import Decoder, decode_ahead
+
+    for i in (1, 7):  # a bad file in the first and in the second batch of 5
+        images[i].write_bytes(b"not an image")
+    decode, batches = Decoder(SIZE, 10_000_000), [images[i:i + 5] for i in range(0, len(images), 5)]
+    serial_skips, ahead_skips = [], []
+    serial = [decode(batch, serial_skips) for batch in batches]
+    threads = threading.active_count()
+    ahead = list(decode_ahead(decode, batches, ahead_skips, workers=2))
+    assert [good for _, good in ahead] == [good for _, good in serial] == [[0, 2, 3, 4], [0, 1, 3, 4], [0, 1]]
+    for (a, _), (b, _) in zip(ahead, serial):
+        np.testing.assert_array_equal(a, b)
+    assert [p for p, _ in ahead_skips] == [p for p, _ in serial_skips] == [images[1], images[7]]
+    stream = decode_ahead(decode, batches, [], workers=2)
+    next(stream)
+    stream.close()  # a stop after the first batch: the pool is shut down, no thread outlives it
+    assert threading.active_count() == threads
+
+
+def test_a_decoder_call_splits_large_files_into_runs_and_keeps_the_order(images, tmp_path, monkeypatch):
+    from retrain.images import decoding
+
+    monkeypatch.setattr(decoding, "_CALL_BYTES", 1)  # every file is a run of its own
+    images[2].write_bytes(b"broken")
+    skipped = []
+    pixels, good = decoding.Decoder(SIZE, 10_000_000)(images[:5], skipped)
+    assert good == [0, 1, 3, 4] and pixels.shape == (4, SIZE, SIZE, 3)
+    whole, _ = decoding.Decoder(SIZE, 10_000_000)([images[i] for i in good], [])
+    np.testing.assert_array_equal(pixels, whole)
+    assert [p for p, _ in skipped] == [images[2]]

@@ -41,7 +41,8 @@ from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 import rest_emulator  # noqa: E402
 
 # Every op the export may contain: graph plumbing and checkpointing, control flow (map_fn's While
-# and TensorLists, tf.cond, switch_case), decoding, header checks and EXIF orientation (flips and
+# and TensorLists, tf.cond, switch_case), decoding (DCT-scaled JPEG), antialiased resize (ScaleAndTranslate),
+# header checks and EXIF orientation (flips and
 # turns), and the math of image feature-vector modules. Anything else (PyFunc, tensorflow-io,
 # addons) must fail the check.
 ALLOWED_OPS = frozenset("""
@@ -50,8 +51,9 @@ VarHandleOp ReadVariableOp AssignVariableOp DisableCopyOnRead SaveV2 RestoreV2 M
 ShardedFilename StringJoin StaticRegexFullMatch Select SelectV2
 While StatelessWhile If StatelessIf Case StatelessCase TensorListFromTensor TensorListGetItem
 TensorListReserve TensorListSetItem TensorListStack TensorListLength TensorListElementShape
-DecodeImage DecodePng DecodeRaw ExtractJpegShape Substr StringLength ParseExampleV2 Assert StringFormat EnsureShape
-ResizeBilinear Shape Pack Unpack StridedSlice Reshape ExpandDims Squeeze ConcatV2 Fill Range Tile Cast
+DecodeImage DecodePng DecodeJpeg DecodeRaw ExtractJpegShape Substr StringLength ParseExampleV2 Assert StringFormat
+EnsureShape ResizeBilinear ScaleAndTranslate Shape Pack Unpack StridedSlice Reshape ExpandDims Squeeze ConcatV2 Fill
+Range Tile Cast
 GatherV2 Slice Transpose ReverseV2 Pad MirrorPad ZerosLike OnesLike
 Abs AddV2 Add Sub Mul RealDiv FloorDiv FloorMod Maximum Minimum Neg Square Sqrt Rsqrt Exp Log
 BitwiseAnd Equal NotEqual Greater GreaterEqual Less LessEqual LogicalAnd LogicalNot LogicalOr All Any

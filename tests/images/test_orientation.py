@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from retrain.images import orientation
 from retrain.images.preprocess import decode_resize
 
-S = 16
+S = 20  # under half the 32-pixel side: decoded at full size (a DCT-scaled decode is tested in test_photos)
 # exif_transpose's transform for each orientation; storing the inverse makes the shown image upright.
 _SHOWN = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
@@ -63,7 +63,7 @@ def decoded(data: bytes) -> np.ndarray:
 def expected(data: bytes) -> np.ndarray:
     """What a viewer shows: Pillow's decode turned by exif_transpose, resized like training."""
     shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"), np.float32) / 255
-    return tf.image.resize(shown, [S, S], method="bilinear").numpy()
+    return tf.image.resize(shown, [S, S], method="bilinear", antialias=True).numpy()
 
 
 @pytest.mark.parametrize("k", range(1, 9))
@@ -73,7 +73,7 @@ def test_every_orientation_comes_out_upright(k, order):
     data = jpeg(stored, b"Exif\0\0" + tiff_block(k, order, extra_entries=3))
     assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == (32, 48)
     np.testing.assert_allclose(decoded(data), expected(data), atol=3 / 255)
-    upright_pixels = tf.image.resize(np.asarray(upright(), np.float32) / 255, [S, S]).numpy()
+    upright_pixels = tf.image.resize(np.asarray(upright(), np.float32) / 255, [S, S], antialias=True).numpy()
     np.testing.assert_allclose(decoded(data), upright_pixels, atol=6 / 255)
 
 
@@ -132,5 +132,5 @@ def test_other_formats_ignore_exif():
     exif[0x0112] = 6
     buffer = io.BytesIO()
     upright().save(buffer, "PNG", exif=exif)
-    shown = tf.image.resize(np.asarray(upright(), np.float32) / 255, [S, S]).numpy()
+    shown = tf.image.resize(np.asarray(upright(), np.float32) / 255, [S, S], antialias=True).numpy()
     np.testing.assert_allclose(decoded(buffer.getvalue()), shown, atol=1e-6)

@@ -88,10 +88,10 @@ def test_eight_bit_files_decode_exactly_as_their_uint8_values():
     np.testing.assert_array_equal(pixels(encode(Image.fromarray(array), "PNG")), expected)
 
 
-def test_resize_is_bilinear_like_training():
+def test_resize_is_antialiased_bilinear():
     rng = np.random.default_rng(1)
     array = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
-    expected = tf.image.resize(array.astype(np.float32) / 255, [S, S], method="bilinear").numpy()
+    expected = tf.image.resize(array.astype(np.float32) / 255, [S, S], method="bilinear", antialias=True).numpy()
     np.testing.assert_allclose(pixels(encode(Image.fromarray(array), "PNG")), expected, atol=1e-6)
 
 
@@ -147,7 +147,7 @@ def test_empty_batch_gives_an_empty_tensor():
 
 
 def test_preprocess_version_names_the_current_pixels():
-    assert PREPROCESS_VERSION == 4
+    assert PREPROCESS_VERSION == 5
 
 
 def test_colour_palette_bmp_is_refused_and_a_gray_ramp_bmp_decodes():
