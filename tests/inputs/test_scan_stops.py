@@ -21,11 +21,12 @@ from retrain.inputs import gather, scan
 
 
 def _big_tree(root: Path, files: int) -> Path:
-    """Two classes of `files` hard links to one small PNG each: every path is checked (no symlinks)."""
-    write_images(root, {"a": [(1, 2, 3)], "b": [(3, 2, 1)]}, size=8)
+    """Two classes of `files` paths each: three small PNGs (byte-identical files share a split, so a class needs
+    distinct images to be split) and hard links to the first: every path is checked (no symlinks)."""
+    write_images(root, {"a": [(1, 2, 3), (4, 5, 6), (7, 8, 9)], "b": [(3, 2, 1), (6, 5, 4), (9, 8, 7)]}, size=8)
     for label in ("a", "b"):
         first = root / label / "000.png"
-        for i in range(1, files):
+        for i in range(3, files):
             os.link(first, root / label / f"{i:06d}.png")
     return root
 
