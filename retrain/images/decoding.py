@@ -84,13 +84,14 @@ def decode_ahead(decode: Decoder, batches: Iterable[list[Path]], skipped: list[t
 
     The caller (the engine) runs while the next batches decode, so on photos, where decoding costs
     several times the backbone, neither waits for the other. TensorFlow releases the GIL while it
-    decodes, and each batch already spreads over preprocess's parallel decodes, so one worker per
-    PARALLEL_DECODES cores (at least one) keeps every core busy. Memory stays bounded: at most
+    decodes, but one batch's decodes run one after another (the map's iterations share one chain of
+    ops: 64 photos decoded in 2.1 s of wall and 2.3 s of CPU), so one worker per core keeps every core
+    busy (two workers: 1.2 s of wall for the same 64). Memory stays bounded: at most
     `workers` batches decode at once (each with a few images at decode size in flight) and one more
     waits, decoded, as small float32 [n, S, S, 3] pixels. Skips are added to `skipped` in batch order.
     Closing the iterator early (a stop, an error) cancels what has not started and waits for the rest.
     """
-    workers = workers or max(1, (os.cpu_count() or 1) // preprocess.PARALLEL_DECODES)
+    workers = workers or os.cpu_count() or 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
     pending: collections.deque = collections.deque()
     try:
