@@ -147,7 +147,15 @@ def test_empty_batch_gives_an_empty_tensor():
 
 
 def test_preprocess_version_names_the_current_pixels():
-    assert PREPROCESS_VERSION == 5
+    assert PREPROCESS_VERSION == 6
+
+
+def test_enlarging_without_antialiasing_gives_the_antialiased_pixels():
+    """Why decode_resize uses the plain op when it enlarges: the triangle filter is then plain bilinear."""
+    small = tf.constant(np.random.default_rng(0).random((20, 28, 3)), tf.float32)
+    plain = tf.image.resize(small, [224, 224], method="bilinear")
+    smooth = tf.image.resize(small, [224, 224], method="bilinear", antialias=True)
+    np.testing.assert_allclose(plain.numpy(), smooth.numpy(), atol=1e-6)
 
 
 def test_colour_palette_bmp_is_refused_and_a_gray_ramp_bmp_decodes():
