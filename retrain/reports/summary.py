@@ -81,9 +81,9 @@ def evaluation_lines(result) -> list[str]:
 
 
 def check_lines(found) -> list[str]:
-    """What `retrain check` ends with: the audit's line and the files to open (found: pipeline.Checked)."""
-    return [found.data.line.replace("; see data_issues.csv", ""),
-            f"issues: {found.run_dir / 'data_issues.csv'}", f"report: {found.run_dir / 'report.html'}"]
+    """What `retrain check` ends with: the files to open (found: pipeline.Checked). The audit's own line
+    was logged as the check found it; saying it again would print each fact twice."""
+    return [f"issues: {found.run_dir / 'data_issues.csv'}", f"report: {found.run_dir / 'report.html'}"]
 
 
 def export_text(check: dict, key: str) -> str:
