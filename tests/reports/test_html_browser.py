@@ -5,15 +5,14 @@ browsers are never downloaded. Skipped, saying why, when either is missing.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 import retrain
+from browser import chromium_page, needs_chromium
 from fake_data import colour_set, write_images
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LABELS = ['blue <"sky">', "grün", "red"]  # the page must escape and still show them
 
 
@@ -29,21 +28,14 @@ def real_report(fake_module, tmp_path) -> tuple[Path, list[str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_report_opens_cleanly_in_chromium(real_report):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install .[test])")
     page_file, labels = real_report
     errors: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        page = browser.new_page()
-        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url[:80]}"))
+    with chromium_page(errors) as page:
         page.goto(page_file.as_uri(), wait_until="load")
         pictures = page.evaluate("Array.from(document.images, i => [i.complete, i.naturalWidth, i.alt])")
         text = page.inner_text("body")
-        browser.close()
     assert errors == []
     assert len(pictures) >= 3  # both plots and at least one thumbnail of a red image filed under blue
     assert all(complete and width > 0 for complete, width, _ in pictures), pictures
@@ -51,9 +43,8 @@ def test_report_opens_cleanly_in_chromium(real_report):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_data_section_shows_each_image_beside_its_copy(fake_module, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install .[test])")
     colours = dict(zip(LABELS, colour_set(n=12).values()))
     colours[LABELS[0]] = colours[LABELS[0]] + [(222, 28, 33)]  # a red image filed under blue: a label error
     images = write_images(tmp_path / "images", colours)
@@ -63,16 +54,11 @@ def test_data_section_shows_each_image_beside_its_copy(fake_module, tmp_path):
     found = pipeline.check(retrain.Config(images=images, module=str(fake_module), output=tmp_path / "out",
                                           image_size=32))
     errors: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        page = browser.new_page()
-        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with chromium_page(errors) as page:
         page.goto((found.run_dir / "report.html").as_uri(), wait_until="load")
         pictures = page.evaluate("Array.from(document.querySelectorAll('#data img'), "
                                  "i => [i.complete, i.naturalWidth, i.alt, i.getBoundingClientRect().top])")
         text = page.inner_text("#data")
-        browser.close()
     assert errors == []
     assert all(complete and width > 0 for complete, width, _, _ in pictures), pictures
     pair = {alt: top for _, _, alt, top in pictures if alt in (f"{LABELS[1]}/copy.png", f"{LABELS[2]}/001.png")}

@@ -6,15 +6,12 @@ browsers are never downloaded. Skipped, saying why, when either is missing.
 from __future__ import annotations
 
 import base64
-import shutil
-from pathlib import Path
 
 import pytest
 
 import retrain
+from browser import chromium_page, needs_chromium
 from serve_client import Server
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 DROP = """async ([files]) => {
   const transfer = new DataTransfer();
@@ -29,10 +26,9 @@ DROP = """async ([files]) => {
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
+@needs_chromium
 def test_a_browser_drops_two_images_and_sees_their_labels(colour_images, fake_module, tmp_path):
     pytest.importorskip("uvicorn", reason='the serve extra is not installed (pip install "retrain[serve]")')
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install .[test])")
     out = tmp_path / "out"
     retrain.run(retrain.Config(images=colour_images, module=str(fake_module), output=out, epochs=60, patience=15,
                                image_size=32))
@@ -41,12 +37,7 @@ def test_a_browser_drops_two_images_and_sees_their_labels(colour_images, fake_mo
     server = Server(out, log_path=tmp_path / "serve.log")  # the run folder: its saved_model/ is served
     errors: list[str] = []
     try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-            page = browser.new_page()
-            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url[:80]}"))
+        with chromium_page(errors) as page:
             page.goto(server.url, wait_until="load")
             page.wait_for_function("document.getElementById('status').textContent.startsWith('serving versions')")
             files = [[f"{label}.png", base64.b64encode(path.read_bytes()).decode()] for label, path in dropped.items()]
@@ -58,7 +49,6 @@ def test_a_browser_drops_two_images_and_sees_their_labels(colour_images, fake_mo
                 bars: Array.from(card.querySelectorAll('.bar'), b => parseFloat(b.style.width)),
                 thumbnail: card.querySelector('img').complete && card.querySelector('img').naturalWidth}))""")
             status = page.inner_text("#status")
-            browser.close()
     finally:
         server.stop()
     assert errors == []
