@@ -17,7 +17,7 @@ For each tree (PYTHONPATH):
            Pillow, EXIF-transposed, alpha composited on white and resized with Pillow's antialiased
            bilinear filter: top-1 agreement and mean total-variation distance
 Usage: python bench/photos.py --before /tmp/before [--work /tmp/retrain-photos] [--real /work/photos/real]
-       (git worktree add /tmp/before rooms gives the code before issue 17)
+       (git worktree add /tmp/before 35a85fe gives the code before issue 17)
 """
 from __future__ import annotations
 
@@ -308,7 +308,8 @@ def main() -> None:
         print(format_costs(make_phone_set(args.work / "phone", 1)[0], args.before))
         return
     if args.before is None:
-        parser.error("--before: a checkout of the code to compare with is needed (git worktree add /tmp/before rooms)")
+        parser.error("--before: a checkout of the code to compare with is needed "
+                     "(git worktree add /tmp/before 35a85fe)")
     args.work.mkdir(parents=True, exist_ok=True)
     fetch_real(args.real)
     photos = real_photos(args.real)
