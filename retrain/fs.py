@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import hashlib
 import io
 import logging
 import os
@@ -88,6 +89,12 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     with atomic_file(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 hex digest of a local file's bytes: the feature cache's key and the scan's duplicate test."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def csv_bytes(rows) -> bytes:

@@ -126,7 +126,8 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     paths = [e.path for e in examples]
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
         extractor = _extractor(config, module, image_size, Path(workdir))
-        source = extraction.source(extractor, paths)
+        digests = [e.digest for e in examples]  # read by the scan: no file is hashed twice
+        source = extraction.source(extractor, paths, digests)
         clock.lap("features")
         data = examine.examine(parts, found.conflicts, labels, source, image_size, config.near_duplicate)
         trained = _train(config, extractor, labels, source, examples, parts)
@@ -141,7 +142,7 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
         adapted = feature_module.export_backbone(config.export_module, tuned, module.path, image_size, run_dir)
         if tuned is not None and tuned.kept:  # the backbone changed: its features, and so the scores, did too
             module = resolve.load_info(str(adapted))
-            source = extraction.source(dataclasses.replace(extractor, module=module), paths)
+            source = extraction.source(dataclasses.replace(extractor, module=module), paths, digests)
             trained = dataclasses.replace(trained, scored=_score(trained.fit.head, source, examples, parts)[0])
         if tuned is not None:
             clock.lap("fine-tune")
@@ -312,7 +313,8 @@ def check(config: Config) -> Checked:
     image_size = resolve.image_size_for(module, config.image_size)
     examples = [e for name in split.SPLITS for e in parts[name]]
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:
-        source = extraction.source(_extractor(config, module, image_size, Path(workdir)), [e.path for e in examples])
+        source = extraction.source(_extractor(config, module, image_size, Path(workdir)), [e.path for e in examples],
+                                   [e.digest for e in examples])
         clock.lap("features")
         data = examine.examine(parts, found.conflicts, labels, source, image_size, config.near_duplicate)
     skips = found.skipped + gather.relative(examples, source.skipped)

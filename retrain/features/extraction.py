@@ -8,7 +8,6 @@ that does not decode is skipped with its reason; the rest of its batch is kept.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from contextlib import nullcontext
@@ -22,7 +21,7 @@ from retrain.backbone import engines
 from retrain.backbone.resolve import ModuleInfo
 from retrain.features.cache import FeatureCache, for_module
 from retrain.features.matrix import FeatureMatrix
-from retrain.fs import PathLike
+from retrain.fs import PathLike, file_digest
 from retrain.images import preprocess
 from retrain.images.decoding import Decoder, decode_ahead
 
@@ -67,12 +66,6 @@ class Extraction:
         return self.matrix.chunks(rows, size)
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 hex digest of the file's bytes."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def open_cache(extractor: Extractor, variant: str = "") -> FeatureCache:
     """The cache namespace of the extractor's module at its size and preprocessing (the one Beam workers
     fill too); a variant (an augmented view) extends the module's fingerprint: a namespace of its own."""
@@ -81,13 +74,14 @@ def open_cache(extractor: Extractor, variant: str = "") -> FeatureCache:
                       extractor.image_size, preprocess.PREPROCESS_VERSION)
 
 
-def source(extractor: Extractor, paths: list[Path]) -> Extraction | LiveFeatures:
-    """Feature rows for paths: extracted once through the cache, or (no cache) computed on every read."""
+def source(extractor: Extractor, paths: list[Path], digests: list[str] | None = None) -> Extraction | LiveFeatures:
+    """Feature rows for paths: extracted once through the cache, or (no cache) computed on every read.
+    digests: the files' SHA-256 when the scan already read them, so no file is hashed twice."""
     if extractor.cache_dir is None:
         runner = engines.open_engine(extractor.engine, extractor.module, extractor.image_size, extractor.batch_size)
         decoder = Decoder(extractor.image_size, extractor.max_pixels)
         return LiveFeatures(paths, runner, decoder, extractor.batch_size)
-    return extract(extractor, paths)
+    return extract(extractor, paths, digests=digests)
 
 
 def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", transform=None,

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import logging
 import os
 from pathlib import Path
 
+from retrain import fs
 from retrain.errors import RetrainError, printable, skip_line
 from retrain.inputs import listing, scan, skipped, split
 
@@ -119,10 +119,7 @@ def _split(examples: list[scan.Example], given: dict[str, str], labels: list[str
 
 def with_digests(examples: list[scan.Example]) -> list[scan.Example]:
     """The examples with `digest` set to the SHA-256 hex of their bytes (the feature cache's key too)."""
-    def digest(path: Path) -> str:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
-    return [e if e.digest else dataclasses.replace(e, digest=digest(e.path)) for e in examples]
+    return [e if e.digest else dataclasses.replace(e, digest=fs.file_digest(e.path)) for e in examples]
 
 
 def _conflicts(examples: list[scan.Example], labels: list[str], strict: bool):

@@ -77,14 +77,10 @@ def data_fingerprint(split_csv_path: Path, file_digests: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def _csv_bytes(rows: Iterable[Sequence]) -> bytes:
-    return csv_bytes(rows)  # one CSV dialect for the project: every name reads back exactly
-
-
 def write_confusion_csv(path: Path, matrix: np.ndarray, labels: list[str]) -> None:
     """Header: an empty cell, then the predicted labels; then per true label: the label, then counts."""
     rows = [[""] + list(labels)] + [[label] + [int(c) for c in row] for label, row in zip(labels, matrix)]
-    write_atomic(path, _csv_bytes(rows))
+    write_atomic(path, csv_bytes(rows))
 
 
 def write_misclassified_csv(path: Path, rows: Iterable[tuple[str, str, str, float]]) -> None:
@@ -93,7 +89,7 @@ def write_misclassified_csv(path: Path, rows: Iterable[tuple[str, str, str, floa
     Written with header `path,true,predicted,score`, highest score first (the most confident mistakes).
     """
     ordered = sorted(rows, key=lambda r: -r[3])
-    write_atomic(path, _csv_bytes([["path", "true", "predicted", "score"]]
+    write_atomic(path, csv_bytes([["path", "true", "predicted", "score"]]
                                   + [[p, t, pr, f"{s:.6f}"] for p, t, pr, s in ordered]))
 
 
@@ -102,7 +98,7 @@ DATA_ISSUES_HEADER = ("path", "kind", "score", "suggested_label", "partner")
 
 def write_data_issues_csv(path: Path, rows: Iterable[Sequence]) -> None:
     """rows: (path, kind, score, suggested label, partner path) in the order given (the audit ranks them)."""
-    write_atomic(path, _csv_bytes([list(DATA_ISSUES_HEADER)]
+    write_atomic(path, csv_bytes([list(DATA_ISSUES_HEADER)]
                                   + [[p, kind, f"{score:.6f}", suggested, partner]
                                      for p, kind, score, suggested, partner in rows]))
 
@@ -110,7 +106,7 @@ def write_data_issues_csv(path: Path, rows: Iterable[Sequence]) -> None:
 def write_history_csv(path: Path, history: list[dict]) -> None:
     """history: one dict per epoch with HISTORY_FIELDS (a missing value is left empty)."""
     rows = [[entry.get(field, "") for field in HISTORY_FIELDS] for entry in history]
-    write_atomic(path, _csv_bytes([list(HISTORY_FIELDS)] + rows))
+    write_atomic(path, csv_bytes([list(HISTORY_FIELDS)] + rows))
 
 
 @dataclasses.dataclass(frozen=True)
