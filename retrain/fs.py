@@ -245,6 +245,12 @@ def mtime(path: PathLike) -> float:
 
 
 @_oserrors
+def size(path: PathLike) -> int:
+    """A file's size in bytes; raises OSError (or gfile's NotFoundError) if it is gone."""
+    return _gfile().stat(str(path)).length if is_remote(path) else os.stat(path).st_size
+
+
+@_oserrors
 def remove(path: PathLike) -> None:
     """Delete a file; a file already gone (another reader swept it) is fine."""
     try:

@@ -103,6 +103,8 @@ def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", trans
     n_cached, n_missing = (sum(len(rows[k]) for k in keys) for keys in (cached, missing))
     log.info("%s: %s cached, %s to extract", name, f"{n_cached:,}", f"{n_missing:,}")
     module, size = extractor.module, extractor.image_size
+    if missing:
+        Decoder(size, extractor.max_pixels).prepare()  # traced on the pool while the engine opens
     runner = engines.open_engine(extractor.engine, module, size, extractor.batch_size) if missing else None
     dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
     result = Extraction(FeatureMatrix(len(paths), dim, extractor.workdir), np.zeros(len(paths), bool), [],

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,58 +20,120 @@ from retrain.inputs import formats
 from retrain.inputs.skipped import categorized
 
 log = logging.getLogger(__name__)
-_CALL_BYTES = 48 << 20  # file bytes per decode call: 16 photos of 3 MB, any number of small images
+# File bytes per decode call: two photos of 3 MB (each call costs ~1 ms of graph overhead against ~35 ms
+# per photo), or a whole batch of small images in one call. Runs go to every core at once.
+_RUN_BYTES = 8 << 20
+_pool_lock = threading.Lock()
+_shared: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One decoding thread per core for the whole process, made on first use (so after any fork).
+
+    Its tasks only decode, never wait on it, so callers on any thread (decode_ahead's) cannot deadlock it.
+    """
+    global _shared
+    with _pool_lock:
+        if _shared is None:
+            _shared = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
+        return _shared
+
+
+@functools.lru_cache(maxsize=None)
+def _traced(image_size: int, max_pixels: int):
+    """preprocess.decode_batch traced once per process and size: every Decoder (extraction, parity, Beam) shares it.
+
+    Without autograph: preprocess spells its control flow with tf.cond, and converting it tripled the trace.
+    """
+    return tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
+                       input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+
+
+# A valid 1 x 1 PNG: decoding it runs the whole graph once (tracing, then grappler on the first call).
+_ONE_PIXEL_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
+                               "0000000c4944415408d763f8ffff3f0005fe02fea7d6a4c00000000049454e44ae426082")
 
 
 class Decoder:
     """Image files -> float32 [m, S, S, 3] pixels by preprocess.decode_batch, skipping what does not decode.
 
-    Batched in one traced call: on 28x28 PNGs it decoded 2,500 images/s against 700 for one traced call
-    per image, on 800x600 JPEGs 450 against 200 (bench/decode.py; 2 cores, same process, interleaved).
+    Batched in traced calls: on 28x28 PNGs one call per batch decoded 2,500 images/s against 700 for one
+    call per image, on 800x600 JPEGs 450 against 200 (bench/decode.py; 2 cores, same process, interleaved).
+    Photos are split into runs of a few files that decode on every core at once: a 12-MP JPEG costs ~35 ms
+    of Huffman decoding even at 1/8 scale, and one call decodes its files one after another.
     """
 
     def __init__(self, image_size: int, max_pixels: int) -> None:
         self.image_size, self.max_pixels = image_size, max_pixels
-        self._decode = tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
-                                   input_signature=[tf.TensorSpec([None], tf.string)])
+        self._decode = _traced(image_size, max_pixels)
+
+    def prepare(self) -> Future:
+        """Trace and optimise the decoding graph on the pool now (about a second, once per process and
+        size), so that it overlaps other start-up work instead of delaying the first batch."""
+        return _pool().submit(self._decode, tf.constant([_ONE_PIXEL_PNG]))
 
     def __call__(self, paths: list[Path], skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
         """(pixels of the files that decode, their indices into paths); the others are added to `skipped`.
 
-        Files are read and decoded in runs of at most _CALL_BYTES of file bytes, so a batch of photos
-        never holds all its files (and TensorFlow's copy of them) at once; small images still go in
-        one call. One bad file does not cost its run: when a run fails, each of its files is decoded alone.
+        Files go in runs of at most _RUN_BYTES of file bytes (by their size on disk; small images all in
+        one run), decoded on the shared pool; each run reads its own files, so only the runs being decoded
+        hold file bytes. One bad file does not cost its run: when a run fails, each of its files is
+        decoded alone. Skips are added in path order, whatever order the runs finish in.
         """
-        parts, kept, run, size = [], [], [], 0
-        for i, path in enumerate(paths):
-            try:
-                with fs.open_binary(path) as handle:  # local, or any tf.io.gfile URL
-                    blob = handle.read()
-            except OSError as err:
-                _skip(skipped, path, f"unreadable: {err.strerror or err}")
-                continue
-            if run and size + len(blob) > _CALL_BYTES:
-                self._run(run, paths, skipped, parts, kept)
-                run, size = [], 0
-            run.append((i, blob))
-            size += len(blob)
-        if run:
-            self._run(run, paths, skipped, parts, kept)
+        futures = [_pool().submit(self._run, [(i, paths[i]) for i in run]) for run in self._runs(paths)]
+        parts, kept = [], []
+        try:
+            for future in futures:
+                pixels, good, own = future.result()
+                parts.extend(pixels)
+                kept.extend(good)
+                for path, why in own:
+                    _skip(skipped, path, why)
+        finally:
+            for future in futures:  # an error or a stop: runs not yet started are dropped
+                future.cancel()
         empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
         return (np.concatenate(parts) if parts else empty), kept
 
-    def _run(self, run: list[tuple[int, bytes]], paths: list[Path], skipped: list[tuple[Path, str]],
-             parts: list[np.ndarray], kept: list[int]) -> None:
+    @staticmethod
+    def _runs(paths: list[Path]) -> list[list[int]]:
+        """Indices of paths in consecutive runs of at most _RUN_BYTES (a larger file is a run of its own)."""
+        runs: list[list[int]] = []
+        size = 0
+        for i, path in enumerate(paths):
+            try:
+                length = fs.size(path)
+            except OSError:
+                length = 0  # the run's read reports it
+            if not runs or size + length > _RUN_BYTES:
+                runs.append([])
+                size = 0
+            runs[-1].append(i)
+            size += length
+        return [run for run in runs if run]
+
+    def _run(self, run: list[tuple[int, Path]]) -> tuple[list[np.ndarray], list[int], list[tuple[Path, str]]]:
+        """(pixel arrays, indices that decoded, (path, reason) skips) of one run, read and decoded here."""
+        blobs, skips = [], []
+        for i, path in run:
+            try:
+                with fs.open_binary(path) as handle:  # local, or any tf.io.gfile URL
+                    blobs.append((i, handle.read()))
+            except OSError as err:
+                skips.append((i, path, f"unreadable: {err.strerror or err}"))
+        parts, good = [], []
         try:
-            parts.append(self._decode(tf.constant([blob for _, blob in run], tf.string)).numpy())
-            kept.extend(i for i, _ in run)
+            if blobs:
+                parts.append(self._decode(tf.constant([blob for _, blob in blobs], tf.string)).numpy())
+                good = [i for i, _ in blobs]
         except tf.errors.InvalidArgumentError:
-            for i, blob in run:
+            for i, blob in blobs:
                 try:
                     parts.append(self._decode(tf.constant([blob]))[0:1].numpy())
-                    kept.append(i)
+                    good.append(i)
                 except tf.errors.InvalidArgumentError as err:
-                    _skip(skipped, paths[i], self._why(paths[i], err))
+                    skips.append((i, dict(run)[i], self._why(dict(run)[i], err)))
+        return parts, good, [(path, why) for _, path, why in sorted(skips, key=lambda s: s[0])]
 
     def _why(self, path: Path, error: Exception) -> str:
         """The scan's own verdict on a local file the graph refused (same category, same words, whichever stage
@@ -79,26 +143,23 @@ class Decoder:
 
 
 def decode_ahead(decode: Decoder, batches: Iterable[list[Path]], skipped: list[tuple[Path, str]],
-                 workers: int | None = None) -> Iterator[tuple[np.ndarray, list[int]]]:
+                 depth: int = 2) -> Iterator[tuple[np.ndarray, list[int]]]:
     """decode(batch) for each batch, in order, computed on background threads while the caller uses the last.
 
     The caller (the engine) runs while the next batches decode, so on photos, where decoding costs
-    several times the backbone, neither waits for the other. TensorFlow releases the GIL while it
-    decodes, but one batch's decodes run one after another (the map's iterations share one chain of
-    ops: 64 photos decoded in 2.1 s of wall and 2.3 s of CPU), so one worker per core keeps every core
-    busy (two workers: 1.2 s of wall for the same 64). Memory stays bounded: at most
-    `workers` batches decode at once (each with a few images at decode size in flight) and one more
-    waits, decoded, as small float32 [n, S, S, 3] pixels. Skips are added to `skipped` in batch order.
+    several times the backbone, neither waits for the other. Each decode spreads its runs over every
+    core (Decoder); `depth` batches are decoding at once, so the pool never idles while one batch
+    waits for its last run. Memory stays bounded: a run holds a few files' bytes, and at most depth + 1
+    batches wait as small float32 [n, S, S, 3] pixels. Skips are added to `skipped` in batch order.
     Closing the iterator early (a stop, an error) cancels what has not started and waits for the rest.
     """
-    workers = workers or os.cpu_count() or 1
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+    pool = ThreadPoolExecutor(depth, thread_name_prefix="decode-batch")
     pending: collections.deque = collections.deque()
     try:
         for batch in batches:
             own: list[tuple[Path, str]] = []  # this batch's skips, merged in order when it is handed over
             pending.append((own, pool.submit(decode, batch, own)))
-            if len(pending) > workers:
+            if len(pending) > depth:
                 yield _handed(pending.popleft(), skipped)
         while pending:
             yield _handed(pending.popleft(), skipped)

@@ -29,11 +29,9 @@ def _u8(head: tf.Tensor, i: int) -> tf.Tensor:
 
 def _uint(head: tf.Tensor, start: int, size: int, big_endian: bool = False) -> tf.Tensor:
     """Unsigned integer of `size` bytes at `start` as int64."""
-    order = range(size) if big_endian else reversed(range(size))
-    value = tf.constant(0, tf.int64)
-    for i in order:
-        value = value * 256 + _u8(head, start + i)
-    return value
+    weights = [256 ** (size - 1 - i) if big_endian else 256 ** i for i in range(size)]
+    # One slice, cast and dot product, not four ops a byte: the checks are traced on every first decode.
+    return tf.reduce_sum(tf.cast(head[start:start + size], tf.int64) * tf.constant(weights, tf.int64))
 
 
 def _signed32(value: tf.Tensor) -> tf.Tensor:

@@ -237,12 +237,12 @@ def test_decoding_ahead_gives_what_decoding_in_turn_gives_with_skips_in_batch_or
     serial_skips, ahead_skips = [], []
     serial = [decode(batch, serial_skips) for batch in batches]
     threads = threading.active_count()
-    ahead = list(decode_ahead(decode, batches, ahead_skips, workers=2))
+    ahead = list(decode_ahead(decode, batches, ahead_skips, depth=2))
     assert [good for _, good in ahead] == [good for _, good in serial] == [[0, 2, 3, 4], [0, 1, 3, 4], [0, 1]]
     for (a, _), (b, _) in zip(ahead, serial):
         np.testing.assert_array_equal(a, b)
     assert [p for p, _ in ahead_skips] == [p for p, _ in serial_skips] == [images[1], images[7]]
-    stream = decode_ahead(decode, batches, [], workers=2)
+    stream = decode_ahead(decode, batches, [], depth=2)
     next(stream)
     stream.close()  # a stop after the first batch: the pool is shut down, no thread outlives it
     assert threading.active_count() == threads
@@ -251,7 +251,7 @@ def test_decoding_ahead_gives_what_decoding_in_turn_gives_with_skips_in_batch_or
 def test_a_decoder_call_splits_large_files_into_runs_and_keeps_the_order(images, tmp_path, monkeypatch):
     from retrain.images import decoding
 
-    monkeypatch.setattr(decoding, "_CALL_BYTES", 1)  # every file is a run of its own
+    monkeypatch.setattr(decoding, "_RUN_BYTES", 1)  # every file is a run of its own
     images[2].write_bytes(b"broken")
     skipped = []
     pixels, good = decoding.Decoder(SIZE, 10_000_000)(images[:5], skipped)
