@@ -33,7 +33,7 @@ class Issue(NamedTuple):
     """One row of data_issues.csv, plus what the report needs to show it (plain values)."""
     path: str              # relative to --images (or --test-images for its files)
     kind: str              # one of KINDS
-    score: float           # exact 1; near: cosine; label: 1 - p(given); outlier: distance / class radius;
+    score: float           # exact 1; near: cosine; label: audit.labels.LabelCheck.score; outlier: distance / class radius;
     #                        small: longer side / module input side (smaller is worse)
     suggested_label: str   # label_error: the likeliest label; exact_duplicate under two labels: the other one
     partner: str           # the duplicate's or near-copy's path; else empty
@@ -172,7 +172,7 @@ def _label_errors(examples: list, features: np.ndarray, kept: np.ndarray, labels
     check = label_check.check_labels(features[rows], y, len(labels), [examples[i].digest for i in rows])
     order = np.argsort(-check.score, kind="stable")
     listed = order[:math.ceil(LABEL_SHARE * len(rows))]
-    likely = int(np.sum((1 - check.score < CONFIDENT) & (check.suggested != y)))
+    likely = int(np.sum((check.given < CONFIDENT) & (check.suggested != y)))
     issues = [Issue(examples[rows[k]].rel, "label_error", round(float(check.score[k]), 6),
                     labels[int(check.suggested[k])], "", labels[y[k]], examples[rows[k]].path, None) for k in listed]
     return issues, likely

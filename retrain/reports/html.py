@@ -138,7 +138,7 @@ def _issue_figure(issue) -> str:
     caption = f"filed as <b>{escape(issue.label)}</b>"
     if issue.kind == "label_error":
         caption += (f'<br><span class="wrong">likely {escape(issue.suggested_label)}</span> '
-                    f'(p {1 - issue.score:.2f} for the given)')
+                    f'(suspicion {issue.score:.2f} of 1)')
     elif issue.kind == "outlier":
         caption += f"<br>{issue.score:.2f}x the class radius"
     else:
