@@ -258,6 +258,8 @@ def serve_command(ctx: click.Context, model_base: Path, port: int, host: str, na
     URL to drop images on a page; clients use http://HOST:PORT/v1/models/NAME:predict as with TF Serving.
     """
     try:
+        import httptools  # noqa: F401
+        import pybase64  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as error:

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
+import pybase64
 
 # TensorFlow's DataType names -> (numpy dtype, DataTypeString as TF Serving's messages name it).
 DTYPES = {
@@ -85,10 +86,14 @@ def b64decode(value, check: Callable[[bytes], None] | None = None) -> bytes:
     if not is_b64(value):
         raise RestError(f"JSON Value: {_debug(value)} not formatted correctly for base64 data")
     text = value["b64"]
-    try:  # strict: the standard alphabet only, as absl::Base64Unescape; padding may be left out
-        data = binascii.a2b_base64(text + "=" * (-len(text) % 4), strict_mode=True)
-    except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
-        raise RestError("Unable to base64 decode") from None
+    padded = text + "=" * (-len(text) % 4)  # padding may be left out
+    try:  # SIMD: 0.2 ms for a 12-MP photo against 11-15 ms; it refuses a little more than binascii's strict mode
+        data = pybase64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        try:  # strict: the standard alphabet only, as absl::Base64Unescape (it also takes excess padding)
+            data = binascii.a2b_base64(padded, strict_mode=True)
+        except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
+            raise RestError("Unable to base64 decode") from None
     if check is not None:
         check(data)
     return data
