@@ -33,7 +33,7 @@ class Issue(NamedTuple):
     """One row of data_issues.csv, plus what the report needs to show it (plain values)."""
     path: str              # relative to --images (or --test-images for its files)
     kind: str              # one of KINDS
-    score: float           # exact 1; near: cosine; label: audit.labels.LabelCheck.score; outlier: distance / class radius;
+    score: float           # exact 1; near: cosine; label: LabelCheck.score; outlier: distance / class radius;
     #                        small: longer side / module input side (smaller is worse)
     suggested_label: str   # label_error: the likeliest label; exact_duplicate under two labels: the other one
     partner: str           # the duplicate's or near-copy's path; else empty

@@ -39,7 +39,7 @@ def _pool() -> ThreadPoolExecutor:
         return _shared
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _traced(image_size: int, max_pixels: int):
     """preprocess.decode_batch traced once per process and size: every Decoder (extraction, parity, Beam) shares it.
 
