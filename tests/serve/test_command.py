@@ -1,6 +1,7 @@
 """`retrain serve` at the command line, and the REST codec against any JSON a client may send."""
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import sys
@@ -92,3 +93,46 @@ def test_base64_is_refused_exactly_where_the_emulator_refuses_it(text):
         assert str(error) == "Unable to base64 decode"
         found = None
     assert found == expected
+
+
+B64_TEXT = st.binary(min_size=6, max_size=30).map(lambda data: base64.b64encode(data).decode())
+LIFTABLE = st.recursive(st.integers(-5, 5) | st.text(alphabet='ab"\\:', max_size=6) | B64_TEXT
+                        | B64_TEXT.map(lambda text: {"b64": text}),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                            st.sampled_from(["b64", "a", 'x"b64', "\0lifted:0"]), inner, max_size=2), max_leaves=8)
+
+
+def _outcome(body: bytes, specs: dict | None) -> tuple:
+    """What :predict (with specs) or :classify (None) makes of body: its arrays or examples, or its error."""
+    try:
+        if specs is None:
+            return "ok", rest.classify_examples(rest.parse(body))
+        arrays, row = rest.predict_inputs(rest.parse(body), specs)
+    except rest.RestError as error:
+        return "error", str(error), error.status
+    return "ok", row, {name: (a.shape, list(a.ravel())) for name, a in arrays.items()}
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=st.dictionaries(st.sampled_from(["instances", "inputs", "examples", "signature_name"]), LIFTABLE,
+                                max_size=2),
+       specs=st.sampled_from([*SPECS, None]), spaces=st.sampled_from([None, (", ", ": "), (" ,\n", " :\t")]),
+       cut=st.integers(0, 400), byte=st.integers(0, 255), mutate=st.booleans())
+def test_long_base64_decoded_from_the_body_changes_no_answer_and_no_error(document, specs, spaces, cut, byte, mutate):
+    """rest._lifted (long b64 texts decoded straight from the body's bytes) against the JSON parser alone, on
+    documents with b64 texts in and out of {"b64": ...} objects, odd keys, spacing and a mutated byte."""
+    body = bytearray(json.dumps(document, separators=spaces).encode())
+    if mutate and body:
+        body[cut % len(body)] = byte
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rest, "_LIFT_CHARS", 8)  # every b64 text of 8 characters or more is lifted
+        lifted = _outcome(bytes(body), specs)
+        patch.setattr(rest, "_lifted", lambda body: None)
+        assert lifted == _outcome(bytes(body), specs)
+
+
+def test_a_photo_sized_b64_is_decoded_from_the_body():
+    data = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    body = json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
+    document = rest._lifted(body)
+    assert document is not None and rest.b64decode(document["instances"][0]) == data
