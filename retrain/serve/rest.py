@@ -394,9 +394,12 @@ def _add_value(value, name: str, feature, check) -> None:
     elif isinstance(value, str):
         kind_ok("bytes_list")
         feature.bytes_list.value.append(value.encode("utf-8"))
-    elif isinstance(value, float):
+    elif isinstance(value, float) or not -2**63 <= value < 2**64:  # rapidjson holds the latter as a double
         kind_ok("float_list")
-        feature.float_list.value.append(value)
+        try:
+            feature.float_list.value.append(float(value))
+        except OverflowError:  # an integer past double range: rapidjson refuses the document
+            raise RestError("JSON Parse error: Number too big to be stored in double") from None
     else:
         kind_ok("int64_list")
         if value >= 2**63:
