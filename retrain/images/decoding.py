@@ -118,21 +118,21 @@ class Decoder:
         for i, path in run:
             try:
                 with fs.open_binary(path) as handle:  # local, or any tf.io.gfile URL
-                    blobs.append((i, handle.read()))
+                    blobs.append((i, path, handle.read()))
             except OSError as err:
                 skips.append((i, path, f"unreadable: {err.strerror or err}"))
         parts, good = [], []
         try:
             if blobs:
-                parts.append(self._decode(tf.constant([blob for _, blob in blobs], tf.string)).numpy())
-                good = [i for i, _ in blobs]
+                parts.append(self._decode(tf.constant([blob for _, _, blob in blobs], tf.string)).numpy())
+                good = [i for i, _, _ in blobs]
         except tf.errors.InvalidArgumentError:
-            for i, blob in blobs:
+            for i, path, blob in blobs:
                 try:
                     parts.append(self._decode(tf.constant([blob]))[0:1].numpy())
                     good.append(i)
                 except tf.errors.InvalidArgumentError as err:
-                    skips.append((i, dict(run)[i], self._why(dict(run)[i], err)))
+                    skips.append((i, path, self._why(path, err)))
         return parts, good, [(path, why) for _, path, why in sorted(skips, key=lambda s: s[0])]
 
     def _why(self, path: Path, error: Exception) -> str:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import numpy as np
 import pybase64
 
+from retrain.serve import raw_b64
+
 # TensorFlow's DataType names -> (numpy dtype, DataTypeString as TF Serving's messages name it).
 DTYPES = {
     "DT_FLOAT": (np.float32, "float"), "DT_DOUBLE": (np.float64, "double"), "DT_INT32": (np.int32, "int32"),
@@ -50,90 +52,16 @@ def _json_type(value) -> str:
         return "Null"
     if isinstance(value, bool):
         return "True" if value else "False"
-    if isinstance(value, dict):  # a _Decoded too
+    if isinstance(value, dict):  # a raw_b64.Decoded too
         return "Object"
     return {list: "Array", str: "String"}.get(type(value), "Number")
-
-
-class _Decoded(dict):
-    """A {"b64": ...} object whose bytes (.data) were decoded straight from the request body (_lifted).
-    Its "b64" holds the text's first DEBUG_CHARS characters: error messages quote no more of it."""
-    data: bytes
-
-
-_LIFT_CHARS = 1 << 16  # b64 texts this long are decoded from the body's bytes, not scanned by the JSON parser
-_MARK = "\0lifted:"
-_SPACE = b" \t\r\n"
-
-
-def _after_space(body: bytes, pos: int) -> int:
-    while pos < len(body) and body[pos] in _SPACE:
-        pos += 1
-    return pos
-
-
-def _lifted(body: bytes) -> dict | None:
-    """The body parsed with every long "b64" text decoded straight from its bytes, or None when anything is
-    unusual (the caller then parses the body whole, which judges it exactly as TF Serving would).
-
-    The JSON parser reads a string character by character and copies it twice (8 ms of a photo request's
-    8 MB), where finding its closing quote is a memchr and pybase64 validates while it decodes. Each long
-    text becomes a numbered placeholder; the small rest is parsed as JSON, and every placeholder must come
-    back exactly once, as the sole value of a {"b64": ...} object, or the lifted parse is dropped.
-    """
-    pieces, values, start, pos = [], [], 0, body.find(b'"b64"')
-    while pos >= 0:
-        colon = _after_space(body, pos + 5)
-        quote = _after_space(body, colon + 1) if body[colon:colon + 1] == b":" else colon
-        end = body.find(b'"', quote + 1) if body[quote:quote + 1] == b'"' and quote > colon else -1
-        if end >= 0 and end - quote - 1 >= _LIFT_CHARS:
-            if (end - quote - 1) % 4:
-                return None
-            try:
-                data = pybase64.b64decode(memoryview(body)[quote + 1:end], validate=True)
-            except (binascii.Error, ValueError):
-                return None
-            pieces += [body[start:quote + 1], f"\\u0000lifted:{len(values)}".encode()]
-            values.append((data, body[quote + 1:min(end, quote + 1 + DEBUG_CHARS)].decode("ascii")))
-            start = end
-        pos = body.find(b'"b64"', max(end, pos) + 1)
-    if not values:
-        return None
-    try:
-        document = json.loads(b"".join([*pieces, body[start:]]))
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        return None
-    used: set[int] = set()
-
-    def restore(node):
-        if isinstance(node, list):
-            return [restore(item) for item in node]
-        if isinstance(node, dict):
-            text = node.get("b64")
-            if len(node) == 1 and isinstance(text, str) and text.startswith(_MARK):
-                index = int(text[len(_MARK):]) if text[len(_MARK):].isdigit() else -1
-                if not 0 <= index < len(values) or index in used:
-                    raise ValueError(text)
-                used.add(index)
-                decoded = _Decoded(b64=values[index][1])
-                decoded.data = values[index][0]
-                return decoded
-            return {restore(key): restore(item) for key, item in node.items()}
-        if isinstance(node, str) and _MARK in node:
-            raise ValueError(node)  # a placeholder anywhere else: a "b64" that was not a value of its own
-        return node
-    try:
-        document = restore(document)
-    except (ValueError, RecursionError):
-        return None
-    return document if len(used) == len(values) else None
 
 
 def parse(body: bytes) -> dict:
     """The request body as a JSON object (TF Serving's ParseJson)."""
     if not body:
         raise RestError("JSON Parse error: The document is empty")
-    lifted = _lifted(body)
+    lifted = raw_b64.parse(body, DEBUG_CHARS)
     if lifted is not None:
         return lifted
     try:
@@ -164,7 +92,7 @@ def b64decode(value, check: Callable[[bytes], None] | None = None) -> bytes:
     """The bytes of a {"b64": ...} object; `check` (the pixel bound) sees every decoded value."""
     if not is_b64(value):
         raise RestError(f"JSON Value: {_debug(value)} not formatted correctly for base64 data")
-    if isinstance(value, _Decoded):
+    if isinstance(value, raw_b64.Decoded):
         if check is not None:
             check(value.data)
         return value.data

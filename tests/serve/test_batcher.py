@@ -40,6 +40,22 @@ def test_requests_queued_during_a_call_share_the_next_one():
     batcher.close()
 
 
+def test_a_call_takes_no_more_requests_once_they_hold_max_bytes():
+    """Photos go one per call (each core decodes one); small requests still share one."""
+    function = Recorder()
+    batcher = Batcher(function, workers=1, max_bytes=24)  # three int64 rows
+    first = batcher.submit({"x": np.array([1])})
+    function.entered.wait()
+    large = [batcher.submit({"x": np.arange(k, k + 3)}) for k in (10, 20)]  # 24 bytes each
+    small = [batcher.submit({"x": np.array([k])}) for k in (1, 2, 3)]
+    function.release.set()
+    assert [f.result()["y"].tolist() for f in large] == [[20, 22, 24], [40, 42, 44]]
+    assert [f.result()["y"].tolist() for f in small] == [[2], [4], [6]]
+    assert first.result()["y"].tolist() == [2]
+    assert function.calls == [1, 3, 3, 3]  # each large request alone, the three small ones together
+    batcher.close()
+
+
 def test_a_bad_request_in_a_joined_call_fails_alone():
     function = Recorder()
     batcher = Batcher(function, workers=1)
@@ -63,3 +79,4 @@ def test_inputs_that_cannot_join_are_called_one_by_one_and_close_finishes_the_qu
     batcher.close()
     assert [f.result()["y"].shape for f in futures] == [(1, 1), (1, 2), (1, 3)]
     assert batcher.submit({"x": np.array([4])}).result()["y"].tolist() == [8]  # after close: answered inline
+

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrain.cli import main
-from retrain.serve import rest
+from retrain.serve import raw_b64, rest
 
 
 def test_without_the_serve_extra_one_line_says_what_to_install(tmp_path, monkeypatch):
@@ -119,20 +119,20 @@ def _outcome(body: bytes, specs: dict | None) -> tuple:
        specs=st.sampled_from([*SPECS, None]), spaces=st.sampled_from([None, (", ", ": "), (" ,\n", " :\t")]),
        cut=st.integers(0, 400), byte=st.integers(0, 255), mutate=st.booleans())
 def test_long_base64_decoded_from_the_body_changes_no_answer_and_no_error(document, specs, spaces, cut, byte, mutate):
-    """rest._lifted (long b64 texts decoded straight from the body's bytes) against the JSON parser alone, on
+    """raw_b64.parse (long b64 texts decoded straight from the body's bytes) against the JSON parser alone, on
     documents with b64 texts in and out of {"b64": ...} objects, odd keys, spacing and a mutated byte."""
     body = bytearray(json.dumps(document, separators=spaces).encode())
     if mutate and body:
         body[cut % len(body)] = byte
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rest, "_LIFT_CHARS", 8)  # every b64 text of 8 characters or more is lifted
+        patch.setattr(raw_b64, "_LIFT_CHARS", 8)  # every b64 text of 8 characters or more is lifted
         lifted = _outcome(bytes(body), specs)
-        patch.setattr(rest, "_lifted", lambda body: None)
+        patch.setattr(raw_b64, "parse", lambda body, quoted_chars: None)
         assert lifted == _outcome(bytes(body), specs)
 
 
 def test_a_photo_sized_b64_is_decoded_from_the_body():
     data = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
     body = json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
-    document = rest._lifted(body)
+    document = raw_b64.parse(body, rest.DEBUG_CHARS)
     assert document is not None and rest.b64decode(document["instances"][0]) == data
