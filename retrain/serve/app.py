@@ -32,7 +32,7 @@ from starlette.routing import Route
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
 from retrain.errors import reason
-from retrain.serve import memory, page, rest
+from retrain.serve import page, rest
 from retrain.serve.rest import RestError
 from retrain.serve.store import DEFAULT_SIGNATURE, Store
 
@@ -112,16 +112,13 @@ def create_app(store: Store, limits: Limits = Limits()) -> Starlette:
         try:
             if request.method == "POST" and (match := _PREDICT.fullmatch(path)):
                 body = await _body(request, limits.max_body_bytes)
-                try:
-                    name, number, method = urllib.parse.unquote(match[1]), _version(match[2]), match[3].lower()
-                    if method == "regress":
-                        raise RestError("Regress is not supported by retrain serve (its models classify)", 501)
-                    version = await run_in_threadpool(store.get, name, number)
-                    run = _predict if method == "predict" else _classify
-                    answer = await run(version, body, check)
-                    return _json(answer, version=(store.name, version.number))
-                finally:
-                    memory.request_done(len(body))
+                name, number, method = urllib.parse.unquote(match[1]), _version(match[2]), match[3].lower()
+                if method == "regress":
+                    raise RestError("Regress is not supported by retrain serve (its models classify)", 501)
+                version = await run_in_threadpool(store.get, name, number)
+                run = _predict if method == "predict" else _classify
+                answer = await run(version, body, check)
+                return _json(answer, version=(store.name, version.number))
             if request.method == "GET" and (match := _STATUS.fullmatch(path)):
                 if not match[1]:
                     raise RestError("Missing model name in request.")
