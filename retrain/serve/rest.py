@@ -92,22 +92,21 @@ def b64decode(value, check: Callable[[bytes], None] | None = None) -> bytes:
     """The bytes of a {"b64": ...} object; `check` (the pixel bound) sees every decoded value."""
     if not is_b64(value):
         raise RestError(f"JSON Value: {_debug(value)} not formatted correctly for base64 data")
-    if isinstance(value, raw_b64.Decoded):
-        if check is not None:
-            check(value.data)
-        return value.data
-    text = value["b64"]
-    padded = text + "=" * (-len(text) % 4)  # padding may be left out
-    try:  # SIMD: 0.2 ms for a 12-MP photo against 11-15 ms; it refuses a little more than binascii's strict mode
-        data = pybase64.b64decode(padded, validate=True)
-    except (binascii.Error, ValueError):
-        try:  # strict: the standard alphabet only, as absl::Base64Unescape (it also takes excess padding)
-            data = binascii.a2b_base64(padded, strict_mode=True)
-        except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
-            raise RestError("Unable to base64 decode") from None
+    data = value.data if isinstance(value, raw_b64.Decoded) else _unbase64(value["b64"])
     if check is not None:
         check(data)
     return data
+
+
+def _unbase64(text: str) -> bytes:
+    padded = text + "=" * (-len(text) % 4)  # padding may be left out
+    try:  # SIMD: 0.2 ms for a 12-MP photo against 11-15 ms; it refuses a little more than binascii's strict mode
+        return pybase64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        try:  # strict: the standard alphabet only, as absl::Base64Unescape (it also takes excess padding)
+            return binascii.a2b_base64(padded, strict_mode=True)
+        except (binascii.Error, ValueError):  # ValueError: a character outside ASCII
+            raise RestError("Unable to base64 decode") from None
 
 
 def _leaf(value, dtype: str, check):
