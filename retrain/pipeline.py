@@ -103,10 +103,7 @@ def run(config: Config) -> Result:
 
 def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version: int, run_dir: Path) -> Result:
     labels, parts = found.labels, found.parts
-    if config.use_cache and not isinstance(config.feature_cache_dir, str):  # a URL is checked when opened
-        run_folder.writable(config.feature_cache_dir, "--cache-dir")
-    split.write_split_csv(run_dir / "split.csv", parts, labels)
-    scan.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
+    _write_scan(config, found, run_dir)
     if config.dry_run:
         counts = {name: _counts(labels, np.array([e.label for e in part])) for name, part in parts.items()}
         return Result(version=version, run_dir=run_dir, labels=labels, counts=counts, seconds=clock.lap("scan"),
@@ -160,9 +157,7 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     except RetrainError as e:  # the converted file failed, not the model: publish it, then say so
         export_error = e
     clock.lap("export")
-    skips = found.skipped + gather.relative(examples, source.skipped, Path(config.images))
-    if source.skipped:
-        scan.write_skipped_csv(run_dir / "skipped.csv", skips)
+    skips = _all_skips(config, found, examples, source, run_dir)
     result = Result(
         version=version, run_dir=run_dir, labels=labels, seconds=clock.seconds, skipped=skips,
         counts={name: _counts(labels, s.y_true) for name, s in trained.scored.items()},
@@ -189,6 +184,23 @@ def _read(config: Config) -> gather.Inputs:
     return gather.read(config.images, test_images=config.test_images, validation_split=config.validation_split,
                        test_split=config.test_split, max_pixels=config.max_pixels, strict=config.strict,
                        labels=config.labels)
+
+
+def _write_scan(config: Config, found: gather.Inputs, run_dir: Path) -> None:
+    """split.csv and skipped.csv of the scan, after checking that the cache folder takes writes."""
+    if config.use_cache and not isinstance(config.feature_cache_dir, str):  # a URL is checked when opened
+        run_folder.writable(config.feature_cache_dir, "--cache-dir")
+    split.write_split_csv(run_dir / "split.csv", found.parts, found.labels)
+    scan.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
+
+
+def _all_skips(config: Config, found: gather.Inputs, examples: list[Example], source, run_dir: Path) -> list:
+    """The scan's skips and the files that did not decode at extraction (logged once each, as the scan's
+    are); skipped.csv is written again when extraction added any."""
+    skips = found.skipped + gather.relative(examples, source.skipped, Path(config.images))
+    if source.skipped:
+        scan.write_skipped_csv(run_dir / "skipped.csv", skips)
+    return skips
 
 
 def _extractor(config: Config, module, image_size: int, workdir: Path):
@@ -300,10 +312,7 @@ def check(config: Config) -> Checked:
     found = _read(config)
     labels, parts = found.labels, found.parts
     version, run_dir = run_folder.reserve(config.output_dir)
-    if config.use_cache and not isinstance(config.feature_cache_dir, str):
-        run_folder.writable(config.feature_cache_dir, "--cache-dir")
-    split.write_split_csv(run_dir / "split.csv", parts, labels)
-    scan.write_skipped_csv(run_dir / "skipped.csv", found.skipped)
+    _write_scan(config, found, run_dir)
     clock.lap("scan")
     native.import_tensorflow()
     from retrain.backbone import resolve
@@ -317,9 +326,7 @@ def check(config: Config) -> Checked:
                                    [e.digest for e in examples])
         clock.lap("features")
         data = examine.examine(parts, found.conflicts, labels, source, image_size, config.near_duplicate)
-    skips = found.skipped + gather.relative(examples, source.skipped)
-    if source.skipped:
-        scan.write_skipped_csv(run_dir / "skipped.csv", skips)
+    skips = _all_skips(config, found, examples, source, run_dir)
     counts = {name: _counts(labels, np.array([e.label for e in part])) for name, part in parts.items()}
     seconds = clock.lap("check")
     run_folder.write_check(run_dir, data, images=config.images, module_name=config.module, counts=counts,
