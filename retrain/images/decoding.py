@@ -50,8 +50,8 @@ def _traced(image_size: int, max_pixels: int):
 
 
 # A valid 1 x 1 PNG: decoding it runs the whole graph once (tracing, then grappler on the first call).
-_ONE_PIXEL_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
-                               "0000000c4944415408d763f8ffff3f0005fe02fea7d6a4c00000000049454e44ae426082")
+_ONE_PIXEL_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944"
+                               "4154789c63f8ffff3f0005fe02fe0def46b80000000049454e44ae426082")
 
 
 class Decoder:

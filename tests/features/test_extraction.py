@@ -16,6 +16,7 @@ from retrain.backbone import engines
 from retrain.errors import RetrainError
 from retrain.features import matrix
 from retrain.features.extraction import Extractor, extract, file_digest
+from retrain.images.decoding import Decoder
 
 # retrain.backbone.resolve.ModuleInfo carries these fields; a stand-in keeps this file independent of module loading.
 Module = collections.namedtuple("Module", "handle path image_size feature_dim fingerprint")
@@ -69,6 +70,16 @@ def forbid_extraction(monkeypatch):
 def test_file_digest_is_sha256_of_the_bytes(tmp_path):
     (tmp_path / "a").write_bytes(b"abc")
     assert file_digest(tmp_path / "a") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_extraction_prepares_the_decoder_on_an_image_that_decodes(images, module, tmp_path, monkeypatch):
+    started, real = [], Decoder.prepare
+    monkeypatch.setattr(Decoder, "prepare", lambda self: started.append(real(self)) or started[-1])
+    extraction(images, module, tmp_path)
+    assert started[0].result().shape == (1, SIZE, SIZE, 3)  # its sample ran through every stage of the graph
+    started.clear()
+    extraction(images, module, tmp_path)  # every row cached: nothing to decode, nothing to prepare
+    assert started == []
 
 
 def test_features_follow_the_order_of_paths_including_duplicates(images, module, tmp_path):
