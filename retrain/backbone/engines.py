@@ -94,19 +94,24 @@ class LiteRTEngine:
             self._interpreter = Interpreter(model_path=str(model_path), num_threads=os.cpu_count())
             (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
             self._input, self._output = inp["index"], out["index"]
-            self._shape = [batch_size, *inp["shape"][1:]]
-            # Sized once for full batches; a short last batch is zero-padded rather than re-planned.
-            self._interpreter.resize_tensor_input(self._input, self._shape, strict=False)
-            self._interpreter.allocate_tensors()
+            self._pixels = list(inp["shape"][1:])
+            self._batch = 0
+            self._plan(batch_size)
         self.dim = int(self._interpreter.get_output_details()[0]["shape"][-1])
 
+    def _plan(self, batch: int) -> None:
+        """Size the tensors for `batch` images. Re-planning keeps XNNPACK's packed weights and took under
+        1 ms (batch 64 -> 36 -> 64), where padding a short last batch to 64 cost its missing images' time."""
+        if batch != self._batch:
+            self._interpreter.resize_tensor_input(self._input, [batch, *self._pixels], strict=False)
+            self._interpreter.allocate_tensors()
+            self._batch = batch
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        n = len(images)
-        if n < self._shape[0]:
-            images = np.concatenate([images, np.zeros([self._shape[0] - n, *self._shape[1:]], np.float32)])
+        self._plan(len(images))
         self._interpreter.set_tensor(self._input, np.ascontiguousarray(images, np.float32))
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output)[:n].copy()
+        return self._interpreter.get_tensor(self._output).copy()
 
 
 def open_engine(engine: str, module, image_size: int, batch_size: int):
