@@ -70,7 +70,14 @@ class Decoder:
     def prepare(self) -> Future:
         """Trace and optimise the decoding graph on the pool now (about a second, once per process and
         size), so that it overlaps other start-up work instead of delaying the first batch."""
-        return _pool().submit(self._decode, tf.constant([_ONE_PIXEL_PNG]))
+        return _pool().submit(self._warm_up)
+
+    def _warm_up(self) -> tf.Tensor:
+        try:
+            return self._decode(tf.constant([_ONE_PIXEL_PNG]))
+        except Exception:  # a known-good image failed: our bug, and callers do not wait to see it
+            log.exception("decoder warm-up failed")
+            raise
 
     def __call__(self, paths: list[Path], skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
         """(pixels of the files that decode, their indices into paths); the others are added to `skipped`.

@@ -82,6 +82,17 @@ def test_extraction_prepares_the_decoder_on_an_image_that_decodes(images, module
     assert started == []
 
 
+def test_a_failing_decoder_warm_up_is_logged_with_its_traceback(monkeypatch, caplog):
+    from retrain.images import decoding
+
+    monkeypatch.setattr(decoding, "_ONE_PIXEL_PNG", b"\x89PNG\r\n\x1a\n" + bytes(40))  # no image in it
+    with caplog.at_level(logging.ERROR, logger="retrain.images.decoding"):
+        future = Decoder(SIZE, 10_000_000).prepare()
+        with pytest.raises(Exception):  # noqa: B017 (whatever TensorFlow raises, the log must show it)
+            future.result()
+    assert "decoder warm-up failed" in caplog.text and caplog.records[-1].exc_info is not None
+
+
 def test_features_follow_the_order_of_paths_including_duplicates(images, module, tmp_path):
     shutil.copy(images[0], tmp_path / "copy-of-first.png")
     paths = [images[5], images[0], images[5], tmp_path / "copy-of-first.png", *images]
