@@ -28,7 +28,8 @@ def _big_buffers_return() -> None:
     request bodies, base64 texts and image bytes of a few MB each (a 12-MP photo's request holds about
     20 MB of them) can pile up in per-thread arenas instead. Reusing them from two arenas saved ~6 ms of
     page faults per photo request (served photos at 81-87 % of in-process against 76 %), but the server
-    then grew 35-296 MB over 8,000 photo requests, even with malloc_trim every 256 MB (docs/benchmarks.md)."""
+    then grew 35-296 MB over 8,000 photo requests, even with malloc_trim every 256 MB. Mapping afresh does
+    not bound the growth either: -34 and +113 MB in two such runs (docs/benchmarks.md, issue 20 open)."""
     try:
         ctypes.CDLL("libc.so.6").mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc: its own policy stands

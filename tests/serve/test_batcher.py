@@ -79,4 +79,3 @@ def test_inputs_that_cannot_join_are_called_one_by_one_and_close_finishes_the_qu
     batcher.close()
     assert [f.result()["y"].shape for f in futures] == [(1, 1), (1, 2), (1, 3)]
     assert batcher.submit({"x": np.array([4])}).result()["y"].tolist() == [8]  # after close: answered inline
-
