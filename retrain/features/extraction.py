@@ -23,9 +23,12 @@ from retrain.features.cache import FeatureCache, for_module
 from retrain.features.matrix import FeatureMatrix
 from retrain.fs import PathLike, file_digest
 from retrain.images import preprocess
-from retrain.images.decoding import Decoder, decode_ahead
+from retrain.images.decoding import Decoder, by_bytes, decode_ahead
 
 log = logging.getLogger(__name__)
+# File bytes per engine batch. On photos (3 to 6 MB each) that is about ten: the engine's last call runs
+# after every decode has finished, and on 100 photos a last batch of 36 cost 0.24 s there (a batch of 10, 0.07 s).
+_BATCH_BYTES = 32 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +107,8 @@ def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", trans
     log.info("%s: %s cached, %s to extract", name, f"{n_cached:,}", f"{n_missing:,}")
     module, size = extractor.module, extractor.image_size
     if missing:
-        Decoder(size, extractor.max_pixels).prepare()  # traced on the pool while the engine opens
+        # Traced on the pool while the engine opens; the first file's format says which graph (JPEG-only or full).
+        Decoder(size, extractor.max_pixels).prepare(paths[rows[missing[0]][0]])
     runner = engines.open_engine(extractor.engine, module, size, extractor.batch_size) if missing else None
     dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
     result = Extraction(FeatureMatrix(len(paths), dim, extractor.workdir), np.zeros(len(paths), bool), [],
@@ -136,7 +140,8 @@ def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_si
     several times the backbone's cost, so overlapping them is what keeps every core busy.
     """
     decode = Decoder(image_size, max_pixels)
-    batches = [items[first:first + batch_size] for first in range(0, len(items), batch_size)]
+    groups = by_bytes([path for _, path in items], _BATCH_BYTES, batch_size)
+    batches = [[items[i] for i in group] for group in groups]
     paths = ([path for _, path in batch] for batch in batches)
     if ahead:
         decoded = decode_ahead(decode, paths, skipped)

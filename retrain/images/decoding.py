@@ -16,6 +16,7 @@ import tensorflow as tf
 from retrain import fs
 from retrain.errors import reason, skip_line
 from retrain.images import preprocess
+from retrain.images.headers import JPEG_MAGIC
 from retrain.inputs import formats
 from retrain.inputs.skipped import categorized
 
@@ -40,13 +41,37 @@ def _pool() -> ThreadPoolExecutor:
 
 
 @functools.cache
-def _traced(image_size: int, max_pixels: int):
-    """preprocess.decode_batch traced once per process and size: every Decoder (extraction, parity, Beam) shares it.
+def _traced(image_size: int, max_pixels: int, jpeg_only: bool):
+    """preprocess.decode_batch traced once per process, size and graph (the full one, or the JPEG-only one):
+    every Decoder (extraction, parity, Beam) shares them.
 
     Without autograph: preprocess spells its control flow with tf.cond, and converting it tripled the trace.
     """
-    return tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels),
+    return tf.function(lambda images: preprocess.decode_batch(images, image_size, max_pixels, jpeg_only),
                        input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+
+
+def by_bytes(paths: list[Path], limit: int, count: int | None = None) -> list[list[int]]:
+    """Indices of paths in consecutive groups of at most `limit` file bytes (by size on disk) and `count`
+    files; a larger file is a group of its own, and an unreadable one counts 0 (its decode reports it)."""
+    groups: list[list[int]] = []
+    size = 0
+    for i, path in enumerate(paths):
+        try:
+            length = fs.size(path)
+        except OSError:
+            length = 0
+        if not groups or size + length > limit or (count is not None and len(groups[-1]) >= count):
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += length
+    return groups
+
+
+def _is_jpeg(data: bytes) -> bool:
+    """Whether the JPEG-only graph takes these bytes: the test preprocess's own format check makes."""
+    return data.startswith(JPEG_MAGIC)
 
 
 # A valid 1 x 1 PNG: decoding it runs the whole graph once (tracing, then grappler on the first call).
@@ -61,20 +86,33 @@ class Decoder:
     call per image, on 800x600 JPEGs 450 against 200 (bench/decode.py; 2 cores, same process, interleaved).
     Photos are split into runs of a few files that decode on every core at once: a 12-MP JPEG costs ~35 ms
     of Huffman decoding even at 1/8 scale, and one call decodes its files one after another.
+    JPEGs go through preprocess's JPEG-only graph, every other file through the full one (the serving
+    graph's): the same pixels either way, and a folder of photos traces and optimises half the ops.
     """
 
     def __init__(self, image_size: int, max_pixels: int) -> None:
         self.image_size, self.max_pixels = image_size, max_pixels
-        self._decode = _traced(image_size, max_pixels)
 
-    def prepare(self) -> Future:
-        """Trace and optimise the decoding graph on the pool now (about a second, once per process and
-        size), so that it overlaps other start-up work instead of delaying the first batch."""
-        return _pool().submit(self._warm_up)
+    def _decode(self, blobs: list[bytes], jpeg_only: bool) -> tf.Tensor:
+        return _traced(self.image_size, self.max_pixels, jpeg_only)(tf.constant(blobs, tf.string))
 
-    def _warm_up(self) -> tf.Tensor:
+    def prepare(self, sample: Path | None = None) -> Future:
+        """Trace and optimise on the pool now (0.5 to 1 s, once per process and size) the graph that
+        `sample`'s format takes (the full one without a sample), so that it overlaps other start-up work
+        instead of delaying the first batch."""
+        jpeg = False
+        if sample is not None:
+            try:
+                with fs.open_binary(sample) as handle:
+                    jpeg = _is_jpeg(handle.read(len(JPEG_MAGIC)))
+            except OSError:
+                pass  # the decode reports it
+        return _pool().submit(self._warm_up, jpeg)
+
+    def _warm_up(self, jpeg: bool) -> tf.Tensor:
         try:
-            return self._decode(tf.constant([_ONE_PIXEL_PNG]))
+            blob = tf.io.encode_jpeg(tf.zeros([1, 1, 3], tf.uint8)).numpy() if jpeg else _ONE_PIXEL_PNG
+            return self._decode([blob], jpeg)
         except Exception:  # a known-good image failed: our bug, and callers do not wait to see it
             log.exception("decoder warm-up failed")
             raise
@@ -87,7 +125,7 @@ class Decoder:
         hold file bytes. One bad file does not cost its run: when a run fails, each of its files is
         decoded alone. Skips are added in path order, whatever order the runs finish in.
         """
-        futures = [_pool().submit(self._run, [(i, paths[i]) for i in run]) for run in self._runs(paths)]
+        futures = [_pool().submit(self._run, [(i, paths[i]) for i in run]) for run in by_bytes(paths, _RUN_BYTES)]
         parts, kept = [], []
         try:
             for future in futures:
@@ -102,23 +140,6 @@ class Decoder:
         empty = np.zeros((0, self.image_size, self.image_size, 3), np.float32)
         return (np.concatenate(parts) if parts else empty), kept
 
-    @staticmethod
-    def _runs(paths: list[Path]) -> list[list[int]]:
-        """Indices of paths in consecutive runs of at most _RUN_BYTES (a larger file is a run of its own)."""
-        runs: list[list[int]] = []
-        size = 0
-        for i, path in enumerate(paths):
-            try:
-                length = fs.size(path)
-            except OSError:
-                length = 0  # the run's read reports it
-            if not runs or size + length > _RUN_BYTES:
-                runs.append([])
-                size = 0
-            runs[-1].append(i)
-            size += length
-        return [run for run in runs if run]
-
     def _run(self, run: list[tuple[int, Path]]) -> tuple[list[np.ndarray], list[int], list[tuple[Path, str]]]:
         """(pixel arrays, indices that decoded, (path, reason) skips) of one run, read and decoded here."""
         blobs, skips = [], []
@@ -129,17 +150,22 @@ class Decoder:
             except OSError as err:
                 skips.append((i, path, f"unreadable: {err.strerror or err}"))
         parts, good = [], []
-        try:
-            if blobs:
-                parts.append(self._decode(tf.constant([blob for _, _, blob in blobs], tf.string)).numpy())
-                good = [i for i, _, _ in blobs]
-        except tf.errors.InvalidArgumentError:
-            for i, path, blob in blobs:
-                try:
-                    parts.append(self._decode(tf.constant([blob]))[0:1].numpy())
-                    good.append(i)
-                except tf.errors.InvalidArgumentError as err:
-                    skips.append((i, path, self._why(path, err)))
+        for jpeg in (True, False):
+            group = [blob for blob in blobs if _is_jpeg(blob[2]) == jpeg]
+            try:
+                if group:
+                    parts.append(self._decode([blob for _, _, blob in group], jpeg).numpy())
+                    good.extend(i for i, _, _ in group)
+            except tf.errors.InvalidArgumentError:
+                for i, path, blob in group:
+                    try:
+                        parts.append(self._decode([blob], jpeg)[0:1].numpy())
+                        good.append(i)
+                    except tf.errors.InvalidArgumentError as err:
+                        skips.append((i, path, self._why(path, err)))
+        if len(parts) > 1:  # back in path order: JPEGs and the rest were decoded apart
+            order = np.argsort(good, kind="stable")
+            parts, good = [np.concatenate(parts)[order]], [good[k] for k in order]
         return parts, good, [(path, why) for _, path, why in sorted(skips, key=lambda s: s[0])]
 
     def _why(self, path: Path, error: Exception) -> str:

@@ -20,6 +20,7 @@ from retrain.inputs.structure import BMP_MASKS
 # Format codes, in the order TensorFlow's DecodeImage tests the magic bytes.
 UNKNOWN, JPEG, PNG, GIF, BMP, WEBP = range(6)
 _HEADER_BYTES = 32
+JPEG_MAGIC = b"\xff\xd8\xff"  # a file starting with these is a JPEG to TensorFlow (no other format's magic starts so)
 _BMP_PALETTE_READ = 2048  # file header, DIB header (40 to 124 bytes) and up to 256 palette entries
 
 
@@ -54,7 +55,7 @@ def format_code(head: tf.Tensor) -> tf.Tensor:
     """int32 format code; the order matches TensorFlow's ClassifyFileFormat."""
     checks = [(WEBP, _is(head, 0, b"RIFF") & _is(head, 8, b"WEBP")), (BMP, _is(head, 0, b"BM")),
               (GIF, _is(head, 0, b"GIF8")), (PNG, _is(head, 0, b"\x89PNG\r\n\x1a\n")),
-              (JPEG, _is(head, 0, b"\xff\xd8\xff"))]
+              (JPEG, _is(head, 0, JPEG_MAGIC))]
     code = tf.constant(UNKNOWN)
     for value, matches in checks:  # later (earlier-tested) formats win, as in ClassifyFileFormat
         code = tf.where(matches, value, code)
@@ -71,13 +72,16 @@ def _webp_pixels(head: tf.Tensor) -> tf.Tensor:
                     tf.where(_is(head, 12, b"VP8L"), vp8l, tf.where(_is(head, 12, b"VP8 "), vp8, 0)))
 
 
+def _jpeg_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """int64 width x height of JPEG bytes (raises on anything else). SOF markers can sit after large APP
+    segments: libjpeg finds them."""
+    shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
+    return shape[0] * shape[1]
+
+
 def _pixels(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, gif: tf.Tensor) -> tf.Tensor:
     """int64 width x height the decoder will allocate for, as the header states it (gif: the largest frame's)."""
-    def jpeg():  # SOF markers can sit after large APP segments: let libjpeg find them
-        shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
-        return shape[0] * shape[1]
-
-    jpeg_pixels = tf.cond(tf.equal(code, JPEG), jpeg, lambda: tf.constant(0, tf.int64))
+    jpeg_pixels = tf.cond(tf.equal(code, JPEG), lambda: _jpeg_pixels(image_bytes), lambda: tf.constant(0, tf.int64))
     png = _uint(head, 16, 4, big_endian=True) * _uint(head, 20, 4, big_endian=True)  # IHDR
     # BMP: int32 width and height at 18 and 22 (negative height means top-down), as TF reads them.
     bmp_w, bmp_h = (_uint(head, start, 4) for start in (18, 22))
@@ -171,6 +175,31 @@ def bmp_variant_ok(image_bytes: tf.Tensor) -> tf.Tensor:
     return plain | fields
 
 
+def _size_checks(image_bytes: tf.Tensor, pixels: tf.Tensor, max_pixels: int) -> list:
+    """Assert ops: at most max_pixels pixels (width x height) and max_bytes(max_pixels) bytes."""
+    small = tf.debugging.Assert(
+        pixels <= max_pixels,
+        [tf.strings.format("image_bytes: image of {} pixels (width x height), expected at most {}",
+                           (pixels, max_pixels))])
+    limit = max_bytes(max_pixels)
+    length = tf.cast(tf.strings.length(image_bytes), tf.int64)
+    short = tf.debugging.Assert(
+        length <= limit, [tf.strings.format("image_bytes: file of {} bytes, expected at most {}", (length, limit))])
+    return [short, small]
+
+
+def jpeg_checks(image_bytes: tf.Tensor, code: tf.Tensor, max_pixels: int) -> list:
+    """checks() for bytes known to start with JPEG_MAGIC: the only ones of its asserts a JPEG can fail.
+
+    The decoders' own graph for JPEGs (preprocess, jpeg_only) builds just these; the format is asserted
+    too, so bytes routed there by mistake are refused, not misread.
+    """
+    jpeg = tf.debugging.Assert(tf.equal(code, JPEG), ["image_bytes: not a JPEG file, expected one (JPEG-only graph)"])
+    with tf.control_dependencies([jpeg]):  # libjpeg reads the header only after the format is known
+        pixels = _jpeg_pixels(image_bytes)
+    return [jpeg, *_size_checks(image_bytes, pixels, max_pixels)]
+
+
 def checks(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, max_pixels: int) -> list:
     """Assert ops refusing what must not reach the decoder; they raise InvalidArgumentError when run."""
     known = tf.debugging.Assert(
@@ -183,15 +212,7 @@ def checks(image_bytes: tf.Tensor, head: tf.Tensor, code: tf.Tensor, max_pixels:
     # Not for a file over the byte limit (refused anyway): the walk copies the bytes once.
     walk = tf.equal(code, GIF) & (tf.cast(tf.strings.length(image_bytes), tf.int64) <= max_bytes(max_pixels))
     canvas, frames = tf.cond(walk, lambda: gif_frames(image_bytes), lambda: (zero, zero))
-    pixels = _pixels(image_bytes, head, code, canvas)
-    small = tf.debugging.Assert(
-        pixels <= max_pixels,
-        [tf.strings.format("image_bytes: image of {} pixels (width x height), expected at most {}",
-                           (pixels, max_pixels))])
-    limit = max_bytes(max_pixels)
-    length = tf.cast(tf.strings.length(image_bytes), tf.int64)
-    short = tf.debugging.Assert(
-        length <= limit, [tf.strings.format("image_bytes: file of {} bytes, expected at most {}", (length, limit))])
+    short, small = _size_checks(image_bytes, _pixels(image_bytes, head, code, canvas), max_pixels)
     gif = tf.debugging.Assert(
         frames <= GIF_FRAMES * max_pixels,
         [tf.strings.format("image_bytes: GIF frames of {} pixels together, expected at most {}",

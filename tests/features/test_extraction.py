@@ -74,7 +74,7 @@ def test_file_digest_is_sha256_of_the_bytes(tmp_path):
 
 def test_extraction_prepares_the_decoder_on_an_image_that_decodes(images, module, tmp_path, monkeypatch):
     started, real = [], Decoder.prepare
-    monkeypatch.setattr(Decoder, "prepare", lambda self: started.append(real(self)) or started[-1])
+    monkeypatch.setattr(Decoder, "prepare", lambda self, sample=None: started.append(real(self, sample)) or started[-1])
     extraction(images, module, tmp_path)
     assert started[0].result().shape == (1, SIZE, SIZE, 3)  # its sample ran through every stage of the graph
     started.clear()
@@ -281,3 +281,25 @@ def test_a_decoder_call_splits_large_files_into_runs_and_keeps_the_order(images,
     whole, _ = decoding.Decoder(SIZE, 10_000_000)([images[i] for i in good], [])
     np.testing.assert_array_equal(pixels, whole)
     assert [p for p, _ in skipped] == [images[2]]
+
+
+def test_jpegs_take_the_jpeg_only_graph_with_the_full_graphs_pixels_in_path_order(images, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from retrain.images import decoding, preprocess
+
+    jpegs = []
+    for i, png in enumerate(images[:3]):
+        jpegs.append(tmp_path / f"photo-{i}.jpg")
+        Image.open(png).convert("RGB").resize((90, 60)).save(jpegs[-1], quality=90)
+    paths = [jpegs[0], images[3], jpegs[1], images[4], jpegs[2]]
+    graphs = []
+    real = decoding.Decoder._decode
+    monkeypatch.setattr(decoding.Decoder, "_decode", lambda self, blobs, jpeg: graphs.append((len(blobs), jpeg))
+                        or real(self, blobs, jpeg))
+    pixels, good = Decoder(SIZE, 10_000_000)(paths, [])
+    assert good == [0, 1, 2, 3, 4] and sorted(graphs) == [(2, False), (3, True)]  # one call per graph
+    full = preprocess.decode_batch(tf.constant([p.read_bytes() for p in paths]), SIZE, 10_000_000).numpy()
+    np.testing.assert_array_equal(pixels, full)
+    assert Decoder(SIZE, 10_000_000).prepare(jpegs[0]).result().shape == (1, SIZE, SIZE, 3)
+    assert graphs[-1] == (1, True)  # a JPEG sample warms the graph JPEGs take
