@@ -118,8 +118,9 @@ def decode_resize(image_bytes: tf.Tensor, image_size: int, max_pixels: int, jpeg
 
     jpeg_only: a graph for bytes the caller knows start with headers.JPEG_MAGIC (it refuses others). It
     holds the very ops a JPEG takes through the full graph, so the same pixels and the same refusals,
-    without the other formats' checks and decoders: a third of the ops, so the trace and first call of a
-    decoder that only meets JPEGs take ~0.5 s instead of ~1.1 s. The serving graph is the full one.
+    without the other formats' checks and decoders: 900 ops in 20 functions against 1,560 in 38, so
+    the trace and first call of a decoder that only meets JPEGs take ~0.5 s instead of ~1.1 s. The
+    serving graph is the full one.
     """
     head = headers.header(image_bytes)
     code = headers.format_code(head)
