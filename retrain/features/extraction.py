@@ -23,7 +23,7 @@ from retrain.features.cache import FeatureCache, for_module
 from retrain.features.matrix import FeatureMatrix
 from retrain.fs import PathLike, file_digest
 from retrain.images import preprocess
-from retrain.images.decoding import Decoder, by_bytes, decode_ahead
+from retrain.images.decoding import Decoder, by_bytes, decode_ahead, file_sizes
 
 log = logging.getLogger(__name__)
 # File bytes per engine batch. On photos (3 to 6 MB each) that is about ten: the engine's last call runs
@@ -139,14 +139,16 @@ def run_batches(runner, items: list[tuple[str, Path]], image_size: int, batch_si
     (retrain.images.decoding.decode_ahead); else decoding and the engine take turns. Photos decode at
     several times the backbone's cost, so overlapping them is what keeps every core busy.
     """
-    decode = Decoder(image_size, max_pixels)
-    groups = by_bytes([path for _, path in items], _BATCH_BYTES, batch_size)
+    decoder = Decoder(image_size, max_pixels)
+    paths = [path for _, path in items]
+    sizes = file_sizes(paths)  # looked up once, for the batches here and the decoder's runs in them
+    groups = by_bytes(sizes, _BATCH_BYTES, batch_size)
     batches = [[items[i] for i in group] for group in groups]
-    paths = ([path for _, path in batch] for batch in batches)
-    if ahead:
-        decoded = decode_ahead(decode, paths, skipped)
-    else:
-        decoded = (decode(batch, skipped) for batch in paths)
+
+    def decode(group: list[int], own: list[tuple[Path, str]]):
+        return decoder([paths[i] for i in group], own, [sizes[i] for i in group])
+
+    decoded = decode_ahead(decode, groups, skipped) if ahead else (decode(group, skipped) for group in groups)
     start = time.perf_counter()
     with tqdm(total=len(items), unit="img", desc=f"extracting ({runner.name})", leave=False,
               disable=None if log.isEnabledFor(logging.INFO) else True) as bar:

@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,21 +51,28 @@ def _traced(image_size: int, max_pixels: int, jpeg_only: bool):
                        input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
 
-def by_bytes(paths: list[Path], limit: int, count: int | None = None) -> list[list[int]]:
-    """Indices of paths in consecutive groups of at most `limit` file bytes (by size on disk) and `count`
-    files; a larger file is a group of its own, and an unreadable one counts 0 (its decode reports it)."""
-    groups: list[list[int]] = []
-    size = 0
-    for i, path in enumerate(paths):
+def file_sizes(paths: list[Path]) -> list[int]:
+    """Each file's size on disk in bytes; 0 for one that cannot be looked up (its read reports why)."""
+    sizes = []
+    for path in paths:
         try:
-            length = fs.size(path)
+            sizes.append(fs.size(path))
         except OSError:
-            length = 0
-        if not groups or size + length > limit or (count is not None and len(groups[-1]) >= count):
+            sizes.append(0)
+    return sizes
+
+
+def by_bytes(sizes: list[int], limit: int, count: int | None = None) -> list[list[int]]:
+    """Indices of files (by their sizes) in consecutive groups of at most `limit` bytes and `count` files;
+    a larger file is a group of its own."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if not groups or total + size > limit or (count is not None and len(groups[-1]) >= count):
             groups.append([])
-            size = 0
+            total = 0
         groups[-1].append(i)
-        size += length
+        total += size
     return groups
 
 
@@ -100,6 +107,9 @@ class Decoder:
         """Trace and optimise on the pool now (0.5 to 1 s, once per process and size) the graph that
         `sample`'s format takes (the full one without a sample), so that it overlaps other start-up work
         instead of delaying the first batch."""
+        return _pool().submit(self._warm_up, sample)
+
+    def _warm_up(self, sample: Path | None) -> tf.Tensor:
         jpeg = False
         if sample is not None:
             try:
@@ -107,9 +117,6 @@ class Decoder:
                     jpeg = _is_jpeg(handle.read(len(JPEG_MAGIC)))
             except OSError:
                 pass  # the decode reports it
-        return _pool().submit(self._warm_up, jpeg)
-
-    def _warm_up(self, jpeg: bool) -> tf.Tensor:
         try:
             blob = tf.io.encode_jpeg(tf.zeros([1, 1, 3], tf.uint8)).numpy() if jpeg else _ONE_PIXEL_PNG
             return self._decode([blob], jpeg)
@@ -117,15 +124,18 @@ class Decoder:
             log.exception("decoder warm-up failed")
             raise
 
-    def __call__(self, paths: list[Path], skipped: list[tuple[Path, str]]) -> tuple[np.ndarray, list[int]]:
+    def __call__(self, paths: list[Path], skipped: list[tuple[Path, str]],
+                 sizes: list[int] | None = None) -> tuple[np.ndarray, list[int]]:
         """(pixels of the files that decode, their indices into paths); the others are added to `skipped`.
+        sizes: the files' file_sizes when the caller has them, so no file is looked up twice.
 
         Files go in runs of at most _RUN_BYTES of file bytes (by their size on disk; small images all in
         one run), decoded on the shared pool; each run reads its own files, so only the runs being decoded
         hold file bytes. One bad file does not cost its run: when a run fails, each of its files is
         decoded alone. Skips are added in path order, whatever order the runs finish in.
         """
-        futures = [_pool().submit(self._run, [(i, paths[i]) for i in run]) for run in by_bytes(paths, _RUN_BYTES)]
+        runs = by_bytes(file_sizes(paths) if sizes is None else sizes, _RUN_BYTES)
+        futures = [_pool().submit(self._run, [(i, paths[i]) for i in run]) for run in runs]
         parts, kept = [], []
         try:
             for future in futures:
@@ -151,7 +161,7 @@ class Decoder:
                 skips.append((i, path, f"unreadable: {err.strerror or err}"))
         parts, good = [], []
         for jpeg in (True, False):
-            group = [blob for blob in blobs if _is_jpeg(blob[2]) == jpeg]
+            group = [entry for entry in blobs if _is_jpeg(entry[2]) == jpeg]
             try:
                 if group:
                     parts.append(self._decode([blob for _, _, blob in group], jpeg).numpy())
@@ -175,8 +185,8 @@ class Decoder:
         return verdict or categorized(reason(error))
 
 
-def decode_ahead(decode: Decoder, batches: Iterable[list[Path]], skipped: list[tuple[Path, str]],
-                 depth: int = 2) -> Iterator[tuple[np.ndarray, list[int]]]:
+def decode_ahead(decode: Callable[[list, list], tuple[np.ndarray, list[int]]], batches: Iterable[list],
+                 skipped: list[tuple[Path, str]], depth: int = 2) -> Iterator[tuple[np.ndarray, list[int]]]:
     """decode(batch) for each batch, in order, computed on background threads while the caller uses the last.
 
     The caller (the engine) runs while the next batches decode, so on photos, where decoding costs

@@ -286,7 +286,7 @@ def test_a_decoder_call_splits_large_files_into_runs_and_keeps_the_order(images,
 def test_jpegs_take_the_jpeg_only_graph_with_the_full_graphs_pixels_in_path_order(images, tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from retrain.images import decoding, preprocess
+    from retrain.images import preprocess
 
     jpegs = []
     for i, png in enumerate(images[:3]):
@@ -294,8 +294,8 @@ def test_jpegs_take_the_jpeg_only_graph_with_the_full_graphs_pixels_in_path_orde
         Image.open(png).convert("RGB").resize((90, 60)).save(jpegs[-1], quality=90)
     paths = [jpegs[0], images[3], jpegs[1], images[4], jpegs[2]]
     graphs = []
-    real = decoding.Decoder._decode
-    monkeypatch.setattr(decoding.Decoder, "_decode", lambda self, blobs, jpeg: graphs.append((len(blobs), jpeg))
+    real = Decoder._decode
+    monkeypatch.setattr(Decoder, "_decode", lambda self, blobs, jpeg: graphs.append((len(blobs), jpeg))
                         or real(self, blobs, jpeg))
     pixels, good = Decoder(SIZE, 10_000_000)(paths, [])
     assert good == [0, 1, 2, 3, 4] and sorted(graphs) == [(2, False), (3, True)]  # one call per graph
@@ -303,3 +303,23 @@ def test_jpegs_take_the_jpeg_only_graph_with_the_full_graphs_pixels_in_path_orde
     np.testing.assert_array_equal(pixels, full)
     assert Decoder(SIZE, 10_000_000).prepare(jpegs[0]).result().shape == (1, SIZE, SIZE, 3)
     assert graphs[-1] == (1, True)  # a JPEG sample warms the graph JPEGs take
+
+
+def test_each_files_size_is_looked_up_once_and_batches_hold_at_most_their_bytes(images, module, tmp_path,
+                                                                                 monkeypatch):
+    from retrain import fs
+    from retrain.features import extraction as extraction_module
+    from retrain.images import decoding
+
+    looked_up, real_size = collections.Counter(), fs.size
+    monkeypatch.setattr(fs, "size", lambda path: looked_up.update([path]) or real_size(path))
+    batches, real_decode_ahead = [], decoding.decode_ahead
+    monkeypatch.setattr(extraction_module, "decode_ahead",
+                        lambda decode, groups, *a, **k: real_decode_ahead(decode, batches.extend(groups) or groups,
+                                                                          *a, **k))
+    sizes = [path.stat().st_size for path in images]
+    assert 3 * min(sizes) > 2 * max(sizes)  # so a limit of two of the largest holds exactly two files
+    monkeypatch.setattr(extraction_module, "_BATCH_BYTES", 2 * max(sizes))
+    run(images, module, tmp_path, batch_size=5)
+    assert looked_up == collections.Counter(images)
+    assert batches == [[i, i + 1] for i in range(0, len(images), 2)]
