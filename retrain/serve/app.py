@@ -12,10 +12,13 @@ version); a body over the limit is a 413. Answers carry X-Model-Name and X-Model
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 import io
 import json
 import logging
+import os
 import re
 import time
 import urllib.parse
@@ -25,7 +28,6 @@ import tensorflow as tf
 from google.protobuf import json_format
 from PIL import Image
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -41,6 +43,11 @@ log = logging.getLogger(__name__)
 _PREDICT = re.compile(r"(?i)/v1/models/([^/:]+)(?:/versions/(\d+))?:(classify|regress|predict)")
 _STATUS = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:/versions/(\d+))?(?:/(metadata))?")
 _CLASSIFY_INPUT, _CLASSES, _SCORES = "inputs", "classes", "scores"
+# Threads for a request's work off the event loop (JSON, base64, answers; a model load). Starlette's own
+# pool is not used: its idle threads (up to 40) keep their last call's arguments and result, so each held
+# a photo request's body and decoded bytes (~14 MB, seen with memray) and the server grew each time a
+# burst woke one more thread. These threads drop a call's objects as soon as it returns.
+REQUEST_THREADS = max(4, 2 * (os.cpu_count() or 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +110,10 @@ def _version(match_group: str | None) -> int | None:
 def create_app(store: Store, limits: Limits = Limits()) -> Starlette:
     """The ASGI app serving `store`."""
     check = pixel_check(limits.max_pixels)
+    pool = concurrent.futures.ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="request")
+
+    async def off_loop(function, *args):
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(function, *args))
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page.html_page(store.name))
@@ -115,20 +126,20 @@ def create_app(store: Store, limits: Limits = Limits()) -> Starlette:
                 name, number, method = urllib.parse.unquote(match[1]), _version(match[2]), match[3].lower()
                 if method == "regress":
                     raise RestError("Regress is not supported by retrain serve (its models classify)", 501)
-                version = await run_in_threadpool(store.get, name, number)
+                version = await off_loop(store.get, name, number)
                 run = _predict if method == "predict" else _classify
-                answer = await run(version, body, check)
+                answer = await run(version, body, check, off_loop)
                 return _json(answer, version=(store.name, version.number))
             if request.method == "GET" and (match := _STATUS.fullmatch(path)):
                 if not match[1]:
                     raise RestError("Missing model name in request.")
                 name, number = urllib.parse.unquote(match[1]), _version(match[2])
                 if match[3]:
-                    version = await run_in_threadpool(store.get, name, number)
+                    version = await off_loop(store.get, name, number)
                     return _json(_metadata(store.name, version), version=(store.name, version.number))
                 if name != store.name:
                     raise RestError(f"Could not find any versions of model {name}", 404)
-                return _json(_status(await run_in_threadpool(store.versions, number)))
+                return _json(_status(await off_loop(store.versions, number)))
             raise RestError(f"Malformed request: {request.method} {path}")
         except RestError as error:
             return _error(error)
@@ -166,7 +177,7 @@ async def _call(version, signature: str, arrays: dict) -> dict:
         raise RestError(reason(error)) from None
 
 
-async def _predict(version, body: bytes, check) -> dict:
+async def _predict(version, body: bytes, check, off_loop) -> dict:
     def inputs():
         document = rest.parse(body)
         signature = rest.signature_name(document) or DEFAULT_SIGNATURE
@@ -175,9 +186,9 @@ async def _predict(version, body: bytes, check) -> dict:
         arrays, row = rest.predict_inputs(document, version.input_specs(signature), check)
         return signature, arrays, row
 
-    signature, arrays, row = await run_in_threadpool(inputs)
+    signature, arrays, row = await off_loop(inputs)
     outputs = await _call(version, signature, arrays)
-    return await run_in_threadpool(rest.predict_answer, outputs, row)
+    return await off_loop(rest.predict_answer, outputs, row)
 
 
 def _classify_signature(version, signature: str):
@@ -196,7 +207,7 @@ def _classify_signature(version, signature: str):
                         f'or "{_SCORES}". Signature was: {signature}')
 
 
-async def _classify(version, body: bytes, check) -> dict:
+async def _classify(version, body: bytes, check, off_loop) -> dict:
     def inputs():
         document = rest.parse(body)
         signature = rest.signature_name(document) or DEFAULT_SIGNATURE
@@ -206,7 +217,7 @@ async def _classify(version, body: bytes, check) -> dict:
         serialized[:] = examples
         return signature, serialized
 
-    signature, serialized = await run_in_threadpool(inputs)
+    signature, serialized = await off_loop(inputs)
     outputs = await _call(version, signature, {_CLASSIFY_INPUT: serialized})
     return rest.classify_answer(outputs.get(_CLASSES), outputs.get(_SCORES))
 

@@ -83,6 +83,7 @@ class Batcher:
             self._run(items)
             if stop:
                 return
+            first = item = items = None  # an idle worker holds on to no request's arrays
 
     def _run(self, items: list) -> None:
         items = [(arrays, future) for arrays, future in items if future.set_running_or_notify_cancel()]

@@ -60,26 +60,30 @@ def parse(body: bytes, quoted_chars: int) -> dict | None:
     except ValueError:  # JSONDecodeError, UnicodeDecodeError
         return None
     used: set[int] = set()
-
-    def restore(node):
-        if isinstance(node, list):
-            return [restore(item) for item in node]
-        if isinstance(node, dict):
-            text = node.get("b64")
-            if len(node) == 1 and isinstance(text, str) and text.startswith(_MARK):
-                index = int(text[len(_MARK):]) if text[len(_MARK):].isdigit() else -1
-                if not 0 <= index < len(values) or index in used:
-                    raise ValueError(text)
-                used.add(index)
-                decoded = Decoded(b64=values[index][1])
-                decoded.data = values[index][0]
-                return decoded
-            return {restore(key): restore(item) for key, item in node.items()}
-        if isinstance(node, str) and _MARK in node:
-            raise ValueError(node)  # a placeholder anywhere else: a "b64" that was not a value of its own
-        return node
     try:
-        document = restore(document)
+        document = _restore(document, values, used)
     except (ValueError, RecursionError):
         return None
     return document if len(used) == len(values) else None
+
+
+def _restore(node, values: list, used: set[int]):
+    """The parsed rest with each placeholder replaced by its Decoded; ValueError for a misplaced one.
+    A module function, not a closure: a nested function that calls itself is a reference cycle, and
+    that cycle kept every photo's decoded bytes (6 MB) alive after its request until the cyclic GC ran."""
+    if isinstance(node, list):
+        return [_restore(item, values, used) for item in node]
+    if isinstance(node, dict):
+        text = node.get("b64")
+        if len(node) == 1 and isinstance(text, str) and text.startswith(_MARK):
+            index = int(text[len(_MARK):]) if text[len(_MARK):].isdigit() else -1
+            if not 0 <= index < len(values) or index in used:
+                raise ValueError(text)
+            used.add(index)
+            decoded = Decoded(b64=values[index][1])
+            decoded.data = values[index][0]
+            return decoded
+        return {_restore(key, values, used): _restore(item, values, used) for key, item in node.items()}
+    if isinstance(node, str) and _MARK in node:
+        raise ValueError(node)  # a placeholder anywhere else: a "b64" that was not a value of its own
+    return node

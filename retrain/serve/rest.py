@@ -136,6 +136,25 @@ def _type_error(value, dtype: str) -> RestError:
                      f"{DTYPES[dtype][1]}")
 
 
+def _fill(item, level: int, shape: list[int], values: list, dtype: str, check) -> None:
+    """Append the leaves of `item` (at `level` of a value of `shape`) to `values`, refusing a ragged one.
+    A module function, not a closure: a nested function that calls itself is a reference cycle, and it
+    kept each request's decoded images alive until the cyclic GC ran."""
+    if not isinstance(item, list):
+        if level != len(shape):
+            raise RestError(f"JSON Value: {_debug(item)} found at incorrect level: {level + 1} "
+                            f"in the JSON DOM. Expected at level: {len(shape)}")
+        values.append(_leaf(item, dtype, check))
+        return
+    if level >= len(shape):
+        raise RestError(f"Encountered list at unexpected level: {level} expected < {len(shape)}")
+    if len(item) != shape[level]:
+        raise RestError(f"Encountered list at unexpected size: {len(item)} at level: {level} "
+                        f"expected size: {shape[level]}")
+    for element in item:
+        _fill(element, level + 1, shape, values, dtype, check)
+
+
 def tensor(value, dtype: str, check=None) -> np.ndarray:
     """A JSON value (scalar, b64 object or rectangular nested lists) as an array (FillTensorProto)."""
     shape, probe = [], value
@@ -143,23 +162,7 @@ def tensor(value, dtype: str, check=None) -> np.ndarray:
         shape.append(len(probe))
         probe = probe[0] if probe else None
     values: list = []
-
-    def fill(item, level: int) -> None:
-        if not isinstance(item, list):
-            if level != len(shape):
-                raise RestError(f"JSON Value: {_debug(item)} found at incorrect level: {level + 1} "
-                                f"in the JSON DOM. Expected at level: {len(shape)}")
-            values.append(_leaf(item, dtype, check))
-            return
-        if level >= len(shape):
-            raise RestError(f"Encountered list at unexpected level: {level} expected < {len(shape)}")
-        if len(item) != shape[level]:
-            raise RestError(f"Encountered list at unexpected size: {len(item)} at level: {level} "
-                            f"expected size: {shape[level]}")
-        for element in item:
-            fill(element, level + 1)
-
-    fill(value, 0)
+    _fill(value, 0, shape, values, dtype, check)
     array = np.empty(len(values), dtype=object) if dtype == "DT_STRING" else None
     if array is not None:
         array[:] = values
