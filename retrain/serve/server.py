@@ -19,21 +19,22 @@ from retrain.serve.rest import RestError
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 5  # requests in flight at Ctrl-C get this long to finish
-MMAP_THRESHOLD = 1 << 20  # bytes: glibc gives every allocation this big its own mapping (see _big_buffers_return)
+ARENAS = 2  # glibc malloc arenas: freed request buffers wait in at most two heaps for the next request
+MMAP_THRESHOLD = 64 << 20  # bytes: below this a buffer comes from an arena, not a mapping of its own
 
 
-def _big_buffers_return() -> None:
-    """Have glibc map each allocation of MMAP_THRESHOLD or more on its own, so it goes back to the system
-    when freed. By default glibc raises that threshold to 32 MB after the first large free, and the
-    request bodies, base64 texts and image bytes of a few MB each (a 12-MP photo's request holds about
-    20 MB of them) can pile up in per-thread arenas instead. Reusing them from two arenas saved ~6 ms of
-    page faults per photo request (served photos at 81-87 % of in-process against 76 %), but the server
-    then grew 35-296 MB over 8,000 photo requests, even with malloc_trim every 256 MB. Mapping afresh does
-    not bound the growth either: -34 and +113 MB in two such runs (docs/benchmarks.md, issue 20 open)."""
+def _reuse_request_buffers() -> None:
+    """Have glibc serve a request's buffers (a 12-MP photo's request: an 8 MB body, 6 MB of decoded bytes)
+    from two arenas instead of mapping each afresh, which cost ~6 ms of page faults per photo request
+    (served photos at 76 % of in-process against 81-92 %). With the request objects freed as soon as
+    the request ends (see app.off_loop and raw_b64), the arenas' size stays flat (docs/benchmarks.md)."""
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: its own policy stands
-        log.debug("mallopt unavailable; the allocator's defaults stand")
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: its own policy stands
+        log.debug("glibc not found; the allocator's defaults stand")
+        return
+    libc.mallopt(-8, ARENAS)  # M_ARENA_MAX
+    libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (also stops glibc moving it by itself)
 
 
 def find_base(model: Path) -> Path:
@@ -66,7 +67,7 @@ def serve(base: Path, *, name: str, host: str, port: int, limits, on_ready: Call
     except OSError as error:
         raise RetrainError(f"--port: cannot listen on {host}:{port} ({error.strerror or error}); "
                            "expected a free port (--port 0 picks one)") from None
-    _big_buffers_return()
+    _reuse_request_buffers()
     store = Store(base, name)
     try:
         store.get(name)
