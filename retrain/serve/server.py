@@ -25,9 +25,10 @@ MMAP_THRESHOLD = 64 << 20  # bytes: below this a buffer comes from an arena, not
 
 def _reuse_request_buffers() -> None:
     """Have glibc serve a request's buffers (a 12-MP photo's request: an 8 MB body, 6 MB of decoded bytes)
-    from two arenas instead of mapping each afresh, which cost ~6 ms of page faults per photo request
-    (served photos at 76 % of in-process against 81-92 %). With the request objects freed as soon as
-    the request ends (see app.off_loop and raw_b64), the arenas' size stays flat (docs/benchmarks.md)."""
+    from two arenas instead of mapping each afresh. Fresh mappings cost ~6 ms of page faults per photo
+    request: photos were served at 76 % of the in-process rate that way, at 81-86 % with reuse. Each
+    request's objects are freed when it ends (app.REQUEST_THREADS, raw_b64._restore), so the arenas stay
+    the same size: +8 and +11 MB over 16,000 requests (docs/benchmarks.md)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc: its own policy stands
