@@ -188,13 +188,15 @@ def _size_checks(image_bytes: tf.Tensor, pixels: tf.Tensor, max_pixels: int) -> 
     return [short, small]
 
 
-def jpeg_checks(image_bytes: tf.Tensor, code: tf.Tensor, max_pixels: int) -> list:
+def jpeg_checks(image_bytes: tf.Tensor, max_pixels: int) -> list:
     """checks() for bytes known to start with JPEG_MAGIC: the only ones of its asserts a JPEG can fail.
 
     The decoders' own graph for JPEGs (preprocess, jpeg_only) builds just these; the format is asserted
-    too, so bytes routed there by mistake are refused, not misread.
+    too, so bytes routed there by mistake are refused, not misread. The magic alone says JPEG to
+    format_code (no other format's magic starts so), so the other formats' tests are not built.
     """
-    jpeg = tf.debugging.Assert(tf.equal(code, JPEG), ["image_bytes: not a JPEG file, expected one (JPEG-only graph)"])
+    magic = tf.equal(tf.strings.substr(image_bytes, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
+    jpeg = tf.debugging.Assert(magic, ["image_bytes: not a JPEG file, expected one (JPEG-only graph)"])
     with tf.control_dependencies([jpeg]):  # libjpeg reads the header only after the format is known
         pixels = _jpeg_pixels(image_bytes)
     return [jpeg, *_size_checks(image_bytes, pixels, max_pixels)]

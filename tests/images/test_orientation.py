@@ -11,6 +11,8 @@ import struct
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from retrain.images import orientation
@@ -134,3 +136,84 @@ def test_other_formats_ignore_exif():
     upright().save(buffer, "PNG", exif=exif)
     shown = tf.image.resize(np.asarray(upright(), np.float32) / 255, [S, S], antialias=True).numpy()
     np.testing.assert_allclose(decoded(buffer.getvalue()), shown, atol=1e-6)
+
+
+def rule_orientation(data: bytes) -> int:
+    """The parse's rules read in plain Python, one byte at a time: the oracle for the graph's vector ops.
+
+    Bytes past the prefix read 0, bytes before it the first byte (the graph clips its gathers).
+    """
+    size = orientation._PREFIX + orientation._PAD
+    buffer = data[:orientation._PREFIX].ljust(size, b"\0")
+
+    def take(pos: int, k: int) -> bytes:
+        return bytes(buffer[min(max(p, 0), size - 1)] for p in range(pos, pos + k))
+
+    pos, tiff = 2, -1
+    for _ in range(orientation._MAX_SEGMENTS):
+        seg = take(pos, 10)
+        app = seg[0] == 0xFF and (0xE0 <= seg[1] <= 0xEF or seg[1] == 0xFE)
+        if app and seg[1] == 0xE1 and seg[4:] == b"Exif\0\0" and tiff < 0:
+            tiff = pos + 10
+        pos = pos + 2 + seg[2] * 256 + seg[3] if app and pos >= 0 else -(1 << 40)
+    head = take(tiff, 8)
+    little, big = head[:4] == b"II*\0", head[:4] == b"MM\0*"
+
+    def uint(raw: bytes) -> int:
+        return int.from_bytes(raw, "little" if little else "big")
+
+    ifd = tiff + uint(head[4:])
+    count = min(uint(take(ifd, 2)), orientation._MAX_ENTRIES)
+    value = 0
+    for i in range(count):
+        entry = take(ifd + 2 + 12 * i, 12)
+        if uint(entry[:2]) == 0x0112 and uint(entry[2:4]) == 3:
+            value = max(value, uint(entry[8:10]))
+    return value if (little or big) and tiff >= 0 and 1 <= value <= 8 else 1
+
+
+def _mostly(usual, *odd):
+    """A strategy drawing `usual` three times in four, else one of `odd`."""
+    return st.sampled_from([usual] * (3 * len(odd)) + list(odd))
+
+
+@st.composite
+def exif_prefixes(draw) -> bytes:
+    """SOI, then a few segments (APPn, COM, others, EXIF with a TIFF block of either byte order, and
+    odd offsets, entry counts, tags, types and values), then maybe byte flips and a cut. Well-formed
+    parts are drawn most often, so turned photos are common, and every oddity is one draw away."""
+    parts = [b"\xff\xd8"]
+    for _ in range(draw(st.integers(1, 4))):
+        marker = draw(_mostly(0xE1, 0xE0, 0xE2, 0xEF, 0xFE, 0xDB, 0xC0, 0x00))
+        if marker == 0xE1 and draw(_mostly(True, False)):
+            order = draw(st.sampled_from([b"II", b"MM", b"IM"]))
+            e = "<" if order == b"II" else ">"
+            entries = [struct.pack(e + "HHIHH", draw(_mostly(0x0112, 0x0110, 0x1201)), draw(_mostly(3, 4, 0x0300)),
+                                   1, draw(st.integers(0, 10)), 0) for _ in range(draw(st.integers(0, 12)))]
+            count = draw(_mostly(len(entries), 0, 65, 0xFFFF))
+            tiff = order + struct.pack(e + "HIH", 42, draw(_mostly(8, 0, 7, 2**31)), count) + b"".join(entries)
+            payload = draw(_mostly(b"Exif\0\0", b"Exif\0", b"XMP\0\0\0")) + tiff
+        else:
+            payload = draw(st.binary(max_size=24))
+        parts.append(segment(marker, payload))
+    data = bytearray(b"".join(parts))
+    for _ in range(draw(_mostly(0, 1, 3))):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data[:draw(st.integers(0, len(data)))] if draw(_mostly(False, True)) else data)
+
+
+_traced_orientation = tf.function(orientation.jpeg_orientation, input_signature=[tf.TensorSpec([], tf.string)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(exif_prefixes())
+def test_the_graph_reads_orientation_by_the_rules_on_any_bytes(data):
+    assert int(_traced_orientation(tf.constant(data))) == rule_orientation(data)
+
+
+def test_the_fuzz_reaches_turned_photos_in_both_byte_orders():
+    """The twin: the bytes the property test draws do hold orientations other than 1 (else it shows little)."""
+    for order in (b"II*\0", b"MM\0*"):
+        data = find(exif_prefixes(), lambda d, o=order: rule_orientation(d) in (6, 8) and o in d,
+                    settings=settings(max_examples=5000, database=None))
+        assert int(_traced_orientation(tf.constant(data))) == rule_orientation(data) in (6, 8)
