@@ -113,17 +113,19 @@ def _run(config: Config, clock: run_folder.Clock, found: gather.Inputs, version:
     if config.fine_tune:
         distribute.make(config.strategy)  # first: collective ops are set up before any other TensorFlow work
     from retrain.backbone import resolve
-    from retrain.export import feature_module, saved_model
     from retrain.features import extraction
-    from retrain.training import finetune
 
     module = resolve.load_info(config.module)
     image_size = resolve.image_size_for(module, config.image_size)
     examples = [e for name in split.SPLITS for e in parts[name]]
     paths = [e.path for e in examples]
+    digests = [e.digest for e in examples]  # read by the scan: no file is hashed twice
     with tempfile.TemporaryDirectory(prefix=".features-", dir=run_dir) as workdir:  # the matrix is scratch
         extractor = _extractor(config, module, image_size, Path(workdir))
-        digests = [e.digest for e in examples]  # read by the scan: no file is hashed twice
+        extraction.warm_up(extractor, paths, digests)  # the decoder gets ready while Keras and TF-Hub import
+        from retrain.export import feature_module, saved_model
+        from retrain.training import finetune
+
         source = extraction.source(extractor, paths, digests)
         clock.lap("features")
         data = examine.examine(parts, found.conflicts, labels, source, image_size, config.near_duplicate)

@@ -87,6 +87,18 @@ def source(extractor: Extractor, paths: list[Path], digests: list[str] | None = 
     return extract(extractor, paths, digests=digests)
 
 
+def warm_up(extractor: Extractor, paths: list[Path], digests: list[str]) -> None:
+    """Start readying the decoder (Decoder.prepare) when some of these files are not cached yet, and return.
+
+    For a caller with start-up work of its own: the pipeline imports Keras and TF-Hub next (0.5 s),
+    and a cold run on 100 phone photos then spent 3.08-3.29 s in its features stage against 3.31-3.59 s.
+    """
+    cache = open_cache(extractor) if extractor.cache_dir is not None else None
+    first = next((path for path, digest in zip(paths, digests) if cache is None or digest not in cache), None)
+    if first is not None:
+        Decoder(extractor.image_size, extractor.max_pixels).prepare(first)
+
+
 def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", transform=None,
             digests: list[str] | None = None, name: str = "features") -> Extraction:
     """Features of `paths` in their order, duplicates included, through the cache when the extractor has one.
