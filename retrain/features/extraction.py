@@ -119,7 +119,7 @@ def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", trans
     log.info("%s: %s cached, %s to extract", name, f"{n_cached:,}", f"{n_missing:,}")
     module, size = extractor.module, extractor.image_size
     if missing:
-        # Traced on the pool while the engine opens; the first file's format says which graph (JPEG-only or full).
+        # Readied on the pool (at once if warm_up did it); the first file's format says which graph (JPEG-only or full).
         Decoder(size, extractor.max_pixels).prepare(paths[rows[missing[0]][0]])
     runner = engines.open_engine(extractor.engine, module, size) if missing else None
     dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
