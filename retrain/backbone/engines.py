@@ -86,29 +86,25 @@ class LiteRTEngine:
 
     name = "litert"
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, batch_size: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        with native.quiet():  # "Created TensorFlow Lite XNNPACK delegate"
+        # Creating the interpreter and planning its tensors print "Created TensorFlow Lite XNNPACK delegate".
+        with native.quiet():
             self._interpreter = Interpreter(model_path=str(model_path), num_threads=os.cpu_count())
-        (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-        self._input, self._output = inp["index"], out["index"]
-        self._pixels = list(inp["shape"][1:])
-        self._batch = 0  # tensors are planned by the first call, see _plan
-        self.dim = int(out["shape"][-1])
+            (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+            self._input, self._output = inp["index"], out["index"]
+            self._pixels = list(inp["shape"][1:])
+            self._batch = 0
+            self._plan(batch_size)
+        self.dim = int(self._interpreter.get_output_details()[0]["shape"][-1])
 
     def _plan(self, batch: int) -> None:
         """Size the tensors for `batch` images. Re-planning keeps XNNPACK's packed weights and took under
-        1 ms (batch 64 -> 36 -> 64), where padding a short last batch to 64 cost its missing images' time.
-
-        The first plan packs the weights: 0.2 s holding the GIL. Done at the first call, it runs while the
-        next batches decode; done on opening, it held up the decoding graph's trace (features stage on
-        100 phone photos: 3.29-3.33 s against 3.52-3.67 s).
-        """
+        1 ms (batch 64 -> 36 -> 64), where padding a short last batch to 64 cost its missing images' time."""
         if batch != self._batch:
-            with native.quiet():
-                self._interpreter.resize_tensor_input(self._input, [batch, *self._pixels], strict=False)
-                self._interpreter.allocate_tensors()
+            self._interpreter.resize_tensor_input(self._input, [batch, *self._pixels], strict=False)
+            self._interpreter.allocate_tensors()
             self._batch = batch
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -118,7 +114,7 @@ class LiteRTEngine:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def open_engine(engine: str, module, image_size: int):
+def open_engine(engine: str, module, image_size: int, batch_size: int):
     """An engine for module at image_size: 'tf', 'litert' (RetrainError if it cannot) or 'auto'.
 
     auto: TensorFlow when a GPU is visible (LiteRT's XNNPACK runs on the CPU only), else LiteRT,
@@ -136,7 +132,7 @@ def open_engine(engine: str, module, image_size: int):
             convert(module.path, image_size, path)
             log.info("LiteRT: converted the module once in %.1f s", time.perf_counter() - start)
         log.debug("LiteRT model %s", path)
-        return LiteRTEngine(path)
+        return LiteRTEngine(path, batch_size)
     except Exception as err:  # the converter raises many types (ConverterError, ValueError, RuntimeError...)
         if engine == "litert":
             raise RetrainError(f"--engine litert: found a module LiteRT cannot run ({reason(err)}), "
