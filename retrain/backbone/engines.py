@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,39 +83,57 @@ def convert(module_path: str, image_size: int, destination: Path) -> None:
 
 
 class LiteRTEngine:
-    """The module's LiteRT conversion run by ai-edge-litert with one thread per core."""
+    """The module's LiteRT conversion run by ai-edge-litert with one thread per core.
 
-    name = "litert"
+    `instead` (error -> engine) stands in when the first plan fails (open_engine's fallback for a module
+    that converts but cannot be planned): that plan happens at the first call, see _plan.
+    """
 
-    def __init__(self, model_path: Path, batch_size: int) -> None:
+    def __init__(self, model_path: Path, instead: Callable[[Exception], object]) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        # Creating the interpreter and planning its tensors print "Created TensorFlow Lite XNNPACK delegate".
-        with native.quiet():
+        with native.quiet():  # "Created TensorFlow Lite XNNPACK delegate"
             self._interpreter = Interpreter(model_path=str(model_path), num_threads=os.cpu_count())
-            (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
-            self._input, self._output = inp["index"], out["index"]
-            self._pixels = list(inp["shape"][1:])
-            self._batch = 0
-            self._plan(batch_size)
-        self.dim = int(self._interpreter.get_output_details()[0]["shape"][-1])
+        (inp,), (out,) = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        self._input, self._output = inp["index"], out["index"]
+        self._pixels = list(inp["shape"][1:])
+        self._batch = 0  # tensors are planned by the first call
+        self._instead, self._fallback = instead, None
+        self.dim = int(out["shape"][-1])
+
+    @property
+    def name(self) -> str:
+        return self._fallback.name if self._fallback is not None else "litert"
 
     def _plan(self, batch: int) -> None:
         """Size the tensors for `batch` images. Re-planning keeps XNNPACK's packed weights and took under
-        1 ms (batch 64 -> 36 -> 64), where padding a short last batch to 64 cost its missing images' time."""
+        1 ms (batch 64 -> 36 -> 64), where padding a short last batch to 64 cost its missing images' time.
+
+        The first plan packs the weights: 0.2 s holding the GIL. Done at the first call, it runs while the
+        next batches decode; done on opening, it held up the decoder's start (photos extracted at 3.49
+        and 3.13 x the old rate with it, 2.91 x without: docs/benchmarks.md, sixth round).
+        """
         if batch != self._batch:
-            self._interpreter.resize_tensor_input(self._input, [batch, *self._pixels], strict=False)
-            self._interpreter.allocate_tensors()
+            with native.quiet():
+                self._interpreter.resize_tensor_input(self._input, [batch, *self._pixels], strict=False)
+                self._interpreter.allocate_tensors()
             self._batch = batch
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self._batch == 0 and self._fallback is None:
+            try:
+                self._plan(len(images))
+            except Exception as err:  # allocate_tensors raises RuntimeError or ValueError for a plan it cannot make
+                self._fallback = self._instead(err)
+        if self._fallback is not None:
+            return self._fallback(images)
         self._plan(len(images))
         self._interpreter.set_tensor(self._input, np.ascontiguousarray(images, np.float32))
         self._interpreter.invoke()
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def open_engine(engine: str, module, image_size: int, batch_size: int):
+def open_engine(engine: str, module, image_size: int):
     """An engine for module at image_size: 'tf', 'litert' (RetrainError if it cannot) or 'auto'.
 
     auto: TensorFlow when a GPU is visible (LiteRT's XNNPACK runs on the CPU only), else LiteRT,
@@ -125,6 +144,14 @@ def open_engine(engine: str, module, image_size: int, batch_size: int):
     if engine == "auto" and tf.config.list_physical_devices("GPU"):
         log.info("GPU found: extracting features with TensorFlow on it")
         return TFEngine(module.path, image_size)
+    def instead(err: Exception) -> TFEngine:
+        """What runs when LiteRT cannot: TensorFlow for auto, a one-line error for --engine litert."""
+        if engine == "litert":
+            raise RetrainError(f"--engine litert: found a module LiteRT cannot run ({reason(err)}), "
+                               "expected a convertible module or --engine tf/auto") from err
+        log.warning("LiteRT cannot run this module (%s); extracting with TensorFlow", reason(err))
+        return TFEngine(module.path, image_size)
+
     path = litert_path(module.fingerprint, image_size)
     try:
         if not path.exists():
@@ -132,10 +159,6 @@ def open_engine(engine: str, module, image_size: int, batch_size: int):
             convert(module.path, image_size, path)
             log.info("LiteRT: converted the module once in %.1f s", time.perf_counter() - start)
         log.debug("LiteRT model %s", path)
-        return LiteRTEngine(path, batch_size)
+        return LiteRTEngine(path, instead)
     except Exception as err:  # the converter raises many types (ConverterError, ValueError, RuntimeError...)
-        if engine == "litert":
-            raise RetrainError(f"--engine litert: found a module LiteRT cannot run ({reason(err)}), "
-                               "expected a convertible module or --engine tf/auto") from err
-        log.warning("LiteRT cannot run this module (%s); extracting with TensorFlow", reason(err))
-        return TFEngine(module.path, image_size)
+        return instead(err)

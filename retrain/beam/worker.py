@@ -53,7 +53,7 @@ def open_worker_engine(spec: WorkerSpec):
     from retrain.backbone import engines
     from retrain.images.decoding import Decoder
 
-    engine = engines.open_engine(spec.engine, worker_module(spec), spec.image_size, spec.batch_size)
+    engine = engines.open_engine(spec.engine, worker_module(spec), spec.image_size)
     log.info("worker engine: %s for %s at %d px", engine.name, spec.handle, spec.image_size)
     return engine, Decoder(spec.image_size, spec.max_pixels)
 

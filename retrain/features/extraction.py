@@ -81,7 +81,7 @@ def source(extractor: Extractor, paths: list[Path], digests: list[str] | None = 
     """Feature rows for paths: extracted once through the cache, or (no cache) computed on every read.
     digests: the files' SHA-256 when the scan already read them, so no file is hashed twice."""
     if extractor.cache_dir is None:
-        runner = engines.open_engine(extractor.engine, extractor.module, extractor.image_size, extractor.batch_size)
+        runner = engines.open_engine(extractor.engine, extractor.module, extractor.image_size)
         decoder = Decoder(extractor.image_size, extractor.max_pixels)
         return LiveFeatures(paths, runner, decoder, extractor.batch_size)
     return extract(extractor, paths, digests=digests)
@@ -121,7 +121,7 @@ def extract(extractor: Extractor, paths: list[Path], *, variant: str = "", trans
     if missing:
         # Readied on the pool (at once if warm_up did it); the first file's format says which graph (JPEG-only or full).
         Decoder(size, extractor.max_pixels).prepare(paths[rows[missing[0]][0]])
-    runner = engines.open_engine(extractor.engine, module, size, extractor.batch_size) if missing else None
+    runner = engines.open_engine(extractor.engine, module, size) if missing else None
     dim = runner.dim if runner else cache.dim if cache is not None and cached else module.feature_dim or 0
     result = Extraction(FeatureMatrix(len(paths), dim, extractor.workdir), np.zeros(len(paths), bool), [],
                         n_cached, 0, digests)

@@ -208,6 +208,24 @@ def test_auto_falls_back_to_tensorflow_when_conversion_fails(images, module, tmp
         run(images, module, tmp_path, engine="litert", cache=False)
 
 
+def test_auto_falls_back_to_tensorflow_when_the_first_plan_fails(images, module, tmp_path, monkeypatch, caplog):
+    """The LiteRT engine plans its tensors at its first batch, after open_engine returned: a module that
+    converts but cannot be planned still falls back (auto) or is refused in one line (--engine litert)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    run(images, module, tmp_path, engine="litert", cache=False)  # the conversion exists and is sound
+
+    def unplannable(self):
+        raise RuntimeError("tensor 'reshape' cannot take a batch of 3")
+    monkeypatch.setattr(Interpreter, "allocate_tensors", unplannable)
+    with caplog.at_level(logging.WARNING, logger="retrain.backbone.engines"):
+        features = run(images, module, tmp_path, engine="auto", cache=False)
+    assert "cannot take a batch" in caplog.text and "TensorFlow" in caplog.text
+    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
+    with pytest.raises(RetrainError, match="^--engine litert: found a module LiteRT cannot run"):
+        run(images, module, tmp_path, engine="litert", cache=False)
+
+
 def save_signature_only_module(path: Path) -> Path:
     """A module exported the TF1 Hub way: no __call__, a `default` signature with a dict output."""
     import tensorflow as tf
