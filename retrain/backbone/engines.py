@@ -137,13 +137,15 @@ def open_engine(engine: str, module, image_size: int):
     """An engine for module at image_size: 'tf', 'litert' (RetrainError if it cannot) or 'auto'.
 
     auto: TensorFlow when a GPU is visible (LiteRT's XNNPACK runs on the CPU only), else LiteRT,
-    converting the module once, and TensorFlow again when the module does not convert.
+    converting the module once, and TensorFlow again when the module does not convert or its first
+    plan fails (at the first batch, see LiteRTEngine).
     """
     if engine == "tf":
         return TFEngine(module.path, image_size)
     if engine == "auto" and tf.config.list_physical_devices("GPU"):
         log.info("GPU found: extracting features with TensorFlow on it")
         return TFEngine(module.path, image_size)
+
     def instead(err: Exception) -> TFEngine:
         """What runs when LiteRT cannot: TensorFlow for auto, a one-line error for --engine litert."""
         if engine == "litert":
