@@ -196,31 +196,23 @@ def test_litert_matches_tensorflow_and_converts_once(images, module, tmp_path):
     np.testing.assert_array_equal(again, lite)
 
 
-def test_auto_falls_back_to_tensorflow_when_conversion_fails(images, module, tmp_path, monkeypatch, caplog):
-    def unsupported(*args, **kwargs):
-        raise RuntimeError("op FancyOp is neither a custom op nor a flex op")
-    monkeypatch.setattr(engines, "convert", unsupported)
-    with caplog.at_level(logging.WARNING, logger="retrain.backbone.engines"):
-        features = run(images, module, tmp_path, engine="auto", cache=False)
-    assert "FancyOp" in caplog.text and "TensorFlow" in caplog.text
-    np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
-    with pytest.raises(RetrainError, match="--engine litert"):
-        run(images, module, tmp_path, engine="litert", cache=False)
-
-
-def test_auto_falls_back_to_tensorflow_when_the_first_plan_fails(images, module, tmp_path, monkeypatch, caplog):
-    """The LiteRT engine plans its tensors at its first batch, after open_engine returned: a module that
-    converts but cannot be planned still falls back (auto) or is refused in one line (--engine litert)."""
+@pytest.mark.parametrize("stage", ["conversion", "first plan"])
+def test_auto_falls_back_to_tensorflow_when_litert_fails(images, module, tmp_path, monkeypatch, caplog, stage):
+    """Whether the module does not convert, or converts and cannot be planned (which happens at the
+    engine's first batch, after open_engine returned): auto falls back to TensorFlow with a warning,
+    --engine litert is refused in one line."""
     from ai_edge_litert.interpreter import Interpreter
 
-    run(images, module, tmp_path, engine="litert", cache=False)  # the conversion exists and is sound
-
-    def unplannable(self):
-        raise RuntimeError("tensor 'reshape' cannot take a batch of 3")
-    monkeypatch.setattr(Interpreter, "allocate_tensors", unplannable)
+    def unsupported(*args, **kwargs):
+        raise RuntimeError(f"LiteRT failed at the {stage}")
+    if stage == "conversion":
+        monkeypatch.setattr(engines, "convert", unsupported)
+    else:
+        run(images, module, tmp_path, engine="litert", cache=False)  # the conversion exists and is sound
+        monkeypatch.setattr(Interpreter, "allocate_tensors", unsupported)
     with caplog.at_level(logging.WARNING, logger="retrain.backbone.engines"):
         features = run(images, module, tmp_path, engine="auto", cache=False)
-    assert "cannot take a batch" in caplog.text and "TensorFlow" in caplog.text
+    assert f"failed at the {stage}" in caplog.text and "TensorFlow" in caplog.text
     np.testing.assert_allclose(features, expected(images, module), atol=1e-3)
     with pytest.raises(RetrainError, match="^--engine litert: found a module LiteRT cannot run"):
         run(images, module, tmp_path, engine="litert", cache=False)
