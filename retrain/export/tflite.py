@@ -100,7 +100,7 @@ def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration:
         raise RetrainError(f"--tflite: found {kind!r}, expected one of {', '.join(TFLITE_KINDS)}")
     started = time.perf_counter()
     image_size = _image_size(saved_model_dir)
-    log.info("converting to a %s TFLite model (takes seconds)", kind)
+    log.info("converting the SavedModel to a TFLite model, %s (takes seconds)", kind)
     with tempfile.TemporaryDirectory(prefix=".tflite-", dir=Path(out_path).parent) as workdir:
         try:
             flatbuffer = _converter(saved_model_dir, kind, calibration, image_size, Path(workdir)).convert()
