@@ -21,9 +21,13 @@ D = Config()  # every default comes from the dataclass
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    """retrain's own lines at INFO; -v adds TensorFlow's native and Python start-up lines; -vv debug; -q warnings."""
+    """retrain's own lines at INFO; -v adds TensorFlow's native and Python start-up lines and tf2onnx's;
+    -vv debug; -q warnings."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    # tf2onnx's INFO lines ("Using opset", "After optimization: Const -80 ...") are its internals, like
+    # TensorFlow's own: shown with -v.
+    logging.getLogger("tf2onnx").setLevel(logging.NOTSET if verbose else logging.WARNING)
     native.show(verbose > 0)
 
 

@@ -38,7 +38,7 @@ def export_onnx(saved_model_dir: Path, out_path: Path) -> Path:
     import tf2onnx
 
     started = time.perf_counter()
-    log.info("converting to ONNX (takes seconds)")
+    log.info("converting the SavedModel to ONNX (takes seconds)")
     loaded = tf.saved_model.load(str(saved_model_dir))  # held: the signature needs its variables alive
     serve = loaded.signatures[IMAGES_SIGNATURE]
     spec = serve.structured_input_signature[1]["images"]
@@ -101,14 +101,10 @@ def export_checked(saved_model_dir: Path, run_dir: Path, *, val_paths: list[Path
     check = parity.compare(saved_model_dir, lambda images: onnx_scores(runtime, images), val_paths, val_labels,
                            image_size, max_pixels)
     report = {"onnx_accuracy": check.pop("accuracy"), **check}
-    log.info("ONNX: %d of %d images changed their answer (accuracy %.3f against %.3f)", report["changed_answers"],
-             report["images"], report["onnx_accuracy"], report["saved_model_accuracy"])
     info = {"model": "model.onnx", "opset": OPSET,
             "input": {"name": "images", "shape": ["batch", image_size, image_size, 3], "dtype": "float32",
                       "normalisation": "RGB in [0, 1]: pixel / 255"},
             "output": {"name": "scores", "dtype": "float32", "labels": "labels.txt, same order"}, "check": report}
     fs.write_atomic(Path(run_dir) / INFO_FILE, json.dumps(info, indent=2) + "\n")
-    if report["drop_points"] > max_drop:
-        raise RetrainError(f"--max-export-drop: the ONNX model {out_path} lost {report['drop_points']:.2f} accuracy "
-                           f"points; expected at most {max_drop:g} (file kept for inspection)", exit_code=3)
+    parity.within_drop("ONNX model", out_path, report, report["onnx_accuracy"], max_drop)
     return report

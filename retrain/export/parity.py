@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from retrain.errors import RetrainError
 from retrain.export.assets import IMAGES_SIGNATURE
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,17 @@ def compare(saved_model_dir: Path, scores: Callable[[np.ndarray], np.ndarray], p
     saved_acc, other_acc = hits_saved / max(count, 1), hits_other / max(count, 1)
     return {"accuracy": other_acc, "saved_model_accuracy": saved_acc,
             "drop_points": round(100 * (saved_acc - other_acc), 3), "images": count, "changed_answers": changed}
+
+
+def within_drop(what: str, path: Path, check: dict, accuracy: float, max_drop: float) -> None:
+    """Raise RetrainError (exit code 3) when the file at path (`what`: "int8 TFLite model", ...) lost more
+    than max_drop accuracy points against the SavedModel in `check` (compare()'s dict; accuracy: the
+    file's). The message holds the whole check: the run ends there, before the summary that says it."""
+    if check["drop_points"] > max_drop:
+        raise RetrainError(f"--max-export-drop: the {what} {path} lost {check['drop_points']:.2f} accuracy points "
+                           f"({accuracy:.3f} against {check['saved_model_accuracy']:.3f}; {check['changed_answers']} "
+                           f"of {check['images']} answers changed); expected at most {max_drop:g} (file kept for "
+                           "inspection)", exit_code=3)
 
 
 def first_line(error: BaseException) -> str:

@@ -82,3 +82,5 @@ def test_a_run_with_onnx_and_tflite_reports_both_checks(colour_images, fake_modu
     page = (run_dir / "report.html").read_text()
     assert "tflite (uint8)" in page and "<td>onnx</td>" in page and "answers changed" in page
     assert "onnx: accuracy" in result.output and "tflite (uint8): accuracy" in result.output
+    # Each check said once, in the summary; tf2onnx's own lines ("Using opset <onnx, 17>") only with -v.
+    assert result.output.count("answers changed") == 2 and "opset" not in result.output, result.output
