@@ -168,8 +168,9 @@ def load_info(name_or_handle: str) -> ModuleInfo:
     path = resolve(name_or_handle)
     fp = fingerprint(path)
     image_size, feature_dim = _contract(path, fp)
-    log.info("module %s (%s): image size %s, %s features", name_or_handle, path,
-             image_size or "free", feature_dim or "unknown")
+    where = "" if str(path) == str(name_or_handle) else f" ({path})"  # a local folder given as it is: once
+    log.info("module %s%s: image size %s, %s features", name_or_handle, where, image_size or "free",
+             feature_dim or "unknown")
     return ModuleInfo(name_or_handle, path, image_size, feature_dim, fp)
 
 
