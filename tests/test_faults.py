@@ -80,7 +80,7 @@ STAGES = [  # (marker on stderr, signal, extra options): each stage of a run, by
     ("to extract", signal.SIGTERM, ["--batch-size", "1"]),
     ("training the new layer", signal.SIGINT, ["--epochs", "100000", "--patience", "100000"]),
     ("exporting the SavedModel", signal.SIGTERM, []),
-    ("TFLite model", signal.SIGINT, ["--tflite", "float32"]),
+    ("converting the SavedModel to TFLite", signal.SIGINT, ["--tflite", "float32"]),
 ]
 
 
