@@ -29,6 +29,16 @@ def decoded(paths: list[Path], image_size: int, max_pixels: int) -> Iterator[tup
         yield images, [start + i for i in good]
 
 
+def answered(saved_model_dir: Path, paths: list[Path], image_size: int,
+             max_pixels: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[int]]]:
+    """decoded()'s batches with the SavedModel's serving_images scores for them: (images, scores float32
+    [n, K], indices into paths)."""
+    loaded = tf.saved_model.load(str(saved_model_dir))  # held: the signature needs its variables alive
+    serve = loaded.signatures[IMAGES_SIGNATURE]
+    for images, rows in decoded(paths, image_size, max_pixels):
+        yield images, serve(images=tf.constant(images))["scores"].numpy(), rows
+
+
 def compare(saved_model_dir: Path, scores: Callable[[np.ndarray], np.ndarray], paths: list[Path],
             labels: list[int], image_size: int, max_pixels: int) -> dict:
     """Answers of `scores` (float32 [N, H, W, 3] in [0, 1] -> [N, K]) and of the SavedModel's
@@ -37,14 +47,11 @@ def compare(saved_model_dir: Path, scores: Callable[[np.ndarray], np.ndarray], p
     Returns {"accuracy", "saved_model_accuracy", "drop_points", "images", "changed_answers"}: accuracies
     in [0, 1], the drop in percentage points, and the images whose top label differs between the two.
     """
-    loaded = tf.saved_model.load(str(saved_model_dir))  # held: the signature needs its variables alive
-    serve = loaded.signatures[IMAGES_SIGNATURE]
     hits_saved = hits_other = changed = count = 0
     truths = np.asarray(labels)
-    for images, rows in decoded(paths, image_size, max_pixels):
+    for images, saved_scores, rows in answered(saved_model_dir, paths, image_size, max_pixels):
         truth, count = truths[rows], count + len(rows)
-        saved_answer = serve(images=tf.constant(images))["scores"].numpy().argmax(1)
-        other_answer = np.asarray(scores(images)).argmax(1)
+        saved_answer, other_answer = saved_scores.argmax(1), np.asarray(scores(images)).argmax(1)
         hits_saved += int(np.sum(saved_answer == truth))
         hits_other += int(np.sum(other_answer == truth))
         changed += int(np.sum(saved_answer != other_answer))

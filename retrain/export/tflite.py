@@ -4,7 +4,8 @@ Only serving_images converts: it takes float pixels, so it holds no decode, stri
 ops. float32, float16 and int8 keep float32 input and output, so callers feed the same [N, H, W, 3]
 pixels in [0, 1] as to the SavedModel. uint8 is the full-integer file for edge accelerators (Edge TPU,
 NPUs): uint8 input (the camera's bytes: the input scale is pinned to 1/255, zero point 0), uint8 output
-(probability = byte / 256) and a fixed batch of 1, since their compilers refuse dynamic shapes.
+(probability = byte / 256) and a fixed batch of 1, since their compilers refuse dynamic shapes. In both
+quantised kinds the new layer is refitted to the quantised backbone's features (quantised_head.py).
 Every file carries TFLite metadata (tflite_metadata.py): image input with mean 0 / std 255 and the
 labels file, so MediaPipe's ImageClassifier and the TFLite Task Library open it given only its path.
 """
@@ -12,26 +13,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 from tensorflow.core.protobuf import saved_model_pb2
 
 from retrain import fs, native, stop, version
 from retrain.config import TFLITE_KINDS
 from retrain.errors import RetrainError
-from retrain.export import parity, tflite_metadata
+from retrain.export import litert, parity, quantised_head, tflite_metadata
 from retrain.export.assets import IMAGES_SIGNATURE
 
 log = logging.getLogger(__name__)
 
-_BATCH = parity.BATCH
 QUANTISED = ("int8", "uint8")  # the kinds calibrated on training images
 
 
@@ -87,12 +86,15 @@ def _converter(saved_model_dir: Path, kind: str, calibration, image_size: int, w
     return converter
 
 
-def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration: np.ndarray | None) -> Path:
+def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration: np.ndarray | None,
+                  distil: Iterable[tuple[np.ndarray, np.ndarray]] = ()) -> Path:
     """Convert the serving_images signature of saved_model_dir; write out_path atomically; return it.
 
     kind: float32 (same numbers), float16 (weights halved in size, computed in float32 on CPU),
     int8 (weights and activations, calibrated on `calibration`: float32 [M, H, W, 3] in [0, 1]) or
-    uint8 (int8 inside, uint8 input and output, batch 1; same calibration).
+    uint8 (int8 inside, uint8 input and output, batch 1; same calibration). For int8 and uint8, `distil`
+    (batches of images float32 [n, H, W, 3] in [0, 1] with the SavedModel's scores [n, K] for them)
+    refits the new layer to the quantised backbone's features (quantised_head.py); empty: not refitted.
     Only TFLITE_BUILTINS ops are allowed: a conversion needing Select TF ops fails here, as a
     RetrainError naming the converter's first line; nothing else is touched then.
     """
@@ -114,6 +116,8 @@ def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration:
             reason = f"ops with no LiteRT builtin: {select.group(1).strip()}" if select else parity.first_line(e)
             raise RetrainError(f"--tflite {kind}: the TFLite converter failed on {saved_model_dir}: {reason}; "
                                "the SavedModel is kept") from e
+    if kind in QUANTISED:
+        flatbuffer = quantised_head.refit(flatbuffer, distil)
     labels = _labels(saved_model_dir)
     info = tflite_metadata.ClassifierInfo(
         name="retrain image classifier",
@@ -126,34 +130,15 @@ def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration:
 
 
 def tflite_scores(tflite_path: Path, images: np.ndarray) -> np.ndarray:
-    """Scores float32 [N, K] for images float32 [N, H, W, 3] in [0, 1] (N may be 0), of any kind: a
-    quantised input is fed through its scale and zero point, a quantised output read back through its own,
-    and a fixed batch of 1 is fed image by image."""
-    with native.quiet():
-        interpreter = Interpreter(model_path=str(tflite_path), num_threads=os.cpu_count() or 1)
-    runner = interpreter.get_signature_runner(IMAGES_SIGNATURE)
-    source, target = runner.get_input_details()["images"], runner.get_output_details()["scores"]
-    expected = source["shape_signature"]
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(expected[1:]):
-        raise RetrainError(f"images: found shape {images.shape}, expected [N, {', '.join(map(str, expected[1:]))}]")
-    classes, batch = int(target["shape"][-1]), (1 if expected[0] == 1 else _BATCH)
-
-    def run(chunk: np.ndarray) -> np.ndarray:
-        scale, zero = source["quantization"]
-        if source["dtype"] != np.float32:
-            info = np.iinfo(source["dtype"])
-            chunk = np.clip(np.round(chunk / scale + zero), info.min, info.max).astype(source["dtype"])
-        out = np.array(runner(images=chunk)["scores"])
-        scale, zero = target["quantization"]
-        return (out.astype(np.float32) - zero) * scale if target["dtype"] != np.float32 else out
-
-    with native.quiet():  # the first call prints "Created TensorFlow Lite XNNPACK delegate"
-        chunks = [run(images[i:i + batch]) for i in range(0, len(images), batch)]
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, classes), np.float32)
+    """Scores float32 [N, K] of the file at tflite_path, of any kind, for images float32 [N, H, W, 3] in
+    [0, 1] (N may be 0)."""
+    return litert.outputs(Path(tflite_path), images)["scores"]
 
 
 CALIBRATION_IMAGES = 100  # int8 calibration: enough for stable activation ranges, small in memory
+# Refitting the quantised file's new layer: the SavedModel and the file each answer these once (about
+# 25 s for 1,000 small images on 2 cores); more than the calibration's 100, since they teach 1,280 x K weights.
+DISTIL_IMAGES = 1_000
 INFO_FILE = "tflite_info.json"  # beside model.tflite; not export_info.json, which is the SavedModel's
 
 
@@ -162,7 +147,7 @@ def _info(kind: str, image_size: int) -> dict:
     pixels = ("uint8 RGB bytes 0-255 as they come from the camera (quantisation scale 1/255, zero point 0)"
               if kind == "uint8" else "RGB in [0, 1]: pixel / 255 (uint16: / 65535)")
     scores = "uint8: probability = value / 256" if kind == "uint8" else "float32 probabilities"
-    return {"model": "model.tflite", "signature": IMAGES_SIGNATURE, "kind": kind,
+    info = {"model": "model.tflite", "signature": IMAGES_SIGNATURE, "kind": kind,
             "input": {"name": "images", "shape": [batch, image_size, image_size, 3],
                       "dtype": "uint8" if kind == "uint8" else "float32",
                       "normalisation": f"{pixels}, gray copied to RGB, alpha composited on white, "
@@ -171,6 +156,15 @@ def _info(kind: str, image_size: int) -> dict:
                        "labels": "labels.txt, same order (also inside model.tflite as TFLite metadata)"},
             "metadata": {"normalisation": {"mean": 0, "std": 255}, "labels_file": "labels.txt",
                          "min_parser_version": tflite_metadata.MIN_PARSER_VERSION}}
+    if kind in QUANTISED:
+        info["output"]["last_layer"] = (f"refitted to this file's own quantised features of up to {DISTIL_IMAGES} "
+                                        "training images, to give the SavedModel's scores on them")
+    return info
+
+
+def _spread(paths: list[Path], count: int) -> list[Path]:
+    """At most count of paths, evenly spaced, so every class is in (the training list is by class)."""
+    return paths[::max(1, len(paths) // count)][:count]
 
 
 def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_paths: list[Path],
@@ -185,12 +179,13 @@ def export_checked(saved_model_dir: Path, run_dir: Path, kind: str, *, train_pat
     code 3 when the TFLite accuracy is more than max_drop points lower; the file is kept for inspection.
     """
     out_path = Path(run_dir) / "model.tflite"
-    calibration = None
+    calibration, distil = None, ()
     if kind in QUANTISED:
-        step = max(1, len(train_paths) // CALIBRATION_IMAGES)
         calibration = np.concatenate([images for images, _ in parity.decoded(
-            train_paths[::step][:CALIBRATION_IMAGES], image_size, max_pixels)])
-    export_tflite(saved_model_dir, out_path, kind, calibration)
+            _spread(train_paths, CALIBRATION_IMAGES), image_size, max_pixels)])
+        distil = ((images, scores) for images, scores, _ in parity.answered(
+            saved_model_dir, _spread(train_paths, DISTIL_IMAGES), image_size, max_pixels))
+    export_tflite(saved_model_dir, out_path, kind, calibration, distil)
     stop.check()
     check = parity.compare(saved_model_dir, lambda images: tflite_scores(out_path, images), val_paths, val_labels,
                            image_size, max_pixels)
