@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from retrain import stop
 from retrain.errors import RetrainError
 from retrain.export.assets import IMAGES_SIGNATURE
 
@@ -36,6 +37,7 @@ def answered(saved_model_dir: Path, paths: list[Path], image_size: int,
     loaded = tf.saved_model.load(str(saved_model_dir))  # held: the signature needs its variables alive
     serve = loaded.signatures[IMAGES_SIGNATURE]
     for images, rows in decoded(paths, image_size, max_pixels):
+        stop.check()  # a batch is a safe point: up to 1,000 images pass here for a quantised file
         yield images, serve(images=tf.constant(images))["scores"].numpy(), rows
 
 
