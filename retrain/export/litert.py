@@ -27,9 +27,9 @@ def _dequantised(values: np.ndarray, detail: dict) -> np.ndarray:
 def outputs(model: Path | bytes, images: np.ndarray) -> dict[str, np.ndarray]:
     """Every output of the file's serving_images signature, float32 [N, ...], for images float32
     [N, H, W, 3] in [0, 1] (N may be 0). model: a path, or the flatbuffer's bytes."""
+    given = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     with native.quiet():
-        interpreter = (Interpreter(model_content=model, num_threads=os.cpu_count() or 1) if isinstance(model, bytes)
-                       else Interpreter(model_path=str(model), num_threads=os.cpu_count() or 1))
+        interpreter = Interpreter(**given, num_threads=os.cpu_count() or 1)
     runner = interpreter.get_signature_runner(IMAGES_SIGNATURE)
     source, targets = runner.get_input_details()["images"], runner.get_output_details()
     expected = source["shape_signature"]

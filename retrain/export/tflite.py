@@ -116,7 +116,7 @@ def export_tflite(saved_model_dir: Path, out_path: Path, kind: str, calibration:
             reason = f"ops with no LiteRT builtin: {select.group(1).strip()}" if select else parity.first_line(e)
             raise RetrainError(f"--tflite {kind}: the TFLite converter failed on {saved_model_dir}: {reason}; "
                                "the SavedModel is kept") from e
-    if kind in QUANTISED:
+    if kind in QUANTISED and distil:  # () by default: the converter's file as it is
         flatbuffer = quantised_head.refit(flatbuffer, distil)
     labels = _labels(saved_model_dir)
     info = tflite_metadata.ClassifierInfo(

@@ -41,3 +41,13 @@ def test_too_large_a_drop_fails_with_exit_3_and_keeps_the_file(colour_images, fa
     assert "answers changed)" in result.output  # the check's figures: the run ends before its summary
     assert (tmp_path / "out" / "runs" / "1" / "model.tflite").is_file()
     assert (tmp_path / "out" / "saved_model" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.slow
+def test_a_full_integer_file_has_its_new_layer_refitted_and_checked(colour_images, fake_module, tmp_path):
+    result = _run(colour_images, fake_module, tmp_path / "out", "--tflite", "uint8")
+    assert result.exit_code == 0, result.output
+    assert "refitted the quantised file's last layer to its own features of" in result.output
+    info = json.loads((tmp_path / "out" / "runs" / "1" / "tflite_info.json").read_text())
+    assert info["input"]["shape"] == [1, 32, 32, 3] and info["input"]["dtype"] == "uint8"
+    assert "refitted" in info["output"]["last_layer"] and info["check"]["drop_points"] <= 1.0
