@@ -6,8 +6,8 @@ trained on the float features, so the converter's file answers differently from 
 a few percent of images, and on some sets loses more than a point. Distillation mends most of it:
 the layer is fitted again, on the file's own features of training images, to give the SavedModel's
 scores on those images. Only that layer's int8 weights, int32 bias and output quantisation change;
-every other tensor of the converter's file keeps its bytes. docs/benchmarks.md (eighth round) has
-what it gains on seven trained runs.
+every other tensor of the converter's file keeps its bytes (a bias the converter dropped for being all
+zeros comes back). docs/benchmarks.md (eighth round) has what it gains on seven trained runs.
 """
 from __future__ import annotations
 
