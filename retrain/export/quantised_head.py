@@ -136,6 +136,22 @@ def fit(features: np.ndarray, targets: np.ndarray, weights: np.ndarray,
     return params[0].astype(np.float32), params[1].astype(np.float32)
 
 
+def _feature_scale(model, head: Head) -> float:
+    return float(model.subgraphs[0].tensors[head.features].quantization.scale[0])
+
+
+def _read(model, head: Head) -> tuple[np.ndarray, np.ndarray]:
+    """The layer as the converter wrote it, in float: weights [D, K] and bias [K]."""
+    graph = model.subgraphs[0]
+    row_scales = np.asarray(graph.tensors[head.weights].quantization.scale, np.float32)
+    rows = np.frombuffer(model.buffers[graph.tensors[head.weights].buffer].data.tobytes(), np.int8)
+    rows = rows.reshape(len(row_scales), -1).astype(np.float32) * row_scales[:, None]
+    # The kernel reads the int32 bias at the features' scale times each row's, whatever the tensor says.
+    bias = np.frombuffer(model.buffers[graph.tensors[head.bias].buffer].data.tobytes(), "<i4") * (
+        _feature_scale(model, head) * row_scales)
+    return rows.T, bias.astype(np.float32)
+
+
 def _set(model, index: int, values: np.ndarray) -> None:
     model.buffers[model.subgraphs[0].tensors[index].buffer].data = np.frombuffer(values.tobytes(), np.uint8)
 
@@ -145,7 +161,7 @@ def _rewrite(model, head: Head, weights: np.ndarray, bias: np.ndarray, logits: n
     spans `logits` (the new layer's float outputs on the fitting images) and 0."""
     graph = model.subgraphs[0]
     rows = weights.T  # FULLY_CONNECTED keeps weights as [K, D]
-    feature_scale = float(graph.tensors[head.features].quantization.scale[0])
+    feature_scale = _feature_scale(model, head)
     row_scales = np.abs(rows).max(1) / 127  # symmetric, zero point 0, like the converter
     row_scales = np.where(row_scales > 0, row_scales, 1 / 127)  # an all-zero row: any scale holds it
     row_scales = np.maximum(row_scales, np.abs(bias) / (feature_scale * 2**30))  # the int32 bias stays in range
@@ -179,14 +195,6 @@ def refit(flatbuffer: bytes, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -
     if not pairs:
         return flatbuffer
     features, targets = np.concatenate([f for f, _ in pairs]), np.concatenate([s for _, s in pairs])
-    graph = model.subgraphs[0]
-    rows = np.frombuffer(model.buffers[graph.tensors[head.weights].buffer].data.tobytes(), np.int8)
-    row_scales = np.asarray(graph.tensors[head.weights].quantization.scale, np.float32)
-    rows = rows.reshape(len(row_scales), -1).astype(np.float32) * row_scales[:, None]
-    # The kernel reads the int32 bias at the features' scale times each row's, whatever the tensor says.
-    feature_scale = float(graph.tensors[head.features].quantization.scale[0])
-    bias = np.frombuffer(model.buffers[graph.tensors[head.bias].buffer].data.tobytes(), "<i4") * (
-        feature_scale * row_scales)
-    weights, bias = fit(features, targets, rows.T, bias.astype(np.float32))
+    weights, bias = fit(features, targets, *_read(model, head))
     log.info("refitted the quantised file's last layer to its own features of %d training images", len(features))
     return _rewrite(model, head, weights, bias, features @ weights + bias)

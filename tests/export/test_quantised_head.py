@@ -98,5 +98,5 @@ def test_no_images_or_no_head_leave_the_file_as_it_came(converted, serving_expor
     original = converted.read_bytes()
     assert quantised_head.refit(original, iter([])) == original
     float32 = export_tflite(serving_export.version_dir, tmp_path / "float.tflite", "float32", None).read_bytes()
-    batches = [(solid_images(), serve_scores) for serve_scores in [np.full((4, len(LABELS)), 1 / len(LABELS))]]
-    assert quantised_head.refit(float32, iter(batches)) == float32
+    uniform = np.full((len(solid_images()), len(LABELS)), 1 / len(LABELS), np.float32)
+    assert quantised_head.refit(float32, iter([(solid_images(), uniform)])) == float32
